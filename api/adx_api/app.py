@@ -1,0 +1,79 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from sqlalchemy import text
+from temporalio.client import Client
+
+from adx_api import keys
+from adx_api.middleware import auth_middleware, context_middleware, problem_middleware
+from adx_api.openapi import openapi_json
+from adx_api.routes import operations, tenants
+from adx_core.db.engine import Sessions, create_engine, create_sessions
+from adx_core.metrics import temporal_runtime
+from adx_core.ops_http import add_ops_routes
+from adx_core.settings import Settings
+from adx_core.temporal.client import connect
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    temporal: Client | None = None,
+    sessions: Sessions | None = None,
+) -> web.Application:
+    """Build the API. Connections are opened in ``cleanup_ctx`` unless given (tests share
+    one Temporal client and session factory across apps)."""
+    if settings.jwt_secret is None:
+        raise ValueError("the API needs ADX_JWT_SECRET to check tokens")
+    app = web.Application(
+        middlewares=[context_middleware, problem_middleware, auth_middleware],
+        # aiohttp refuses larger bodies itself (413) before a handler reads them.
+        client_max_size=settings.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    app.cleanup_ctx.append(_temporal_ctx(settings, temporal))
+    app.cleanup_ctx.append(_database_ctx(settings, sessions))
+
+    async def database() -> None:
+        async with app[keys.SESSIONS]() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def temporal_health() -> None:
+        await app[keys.TEMPORAL].service_client.check_health()
+
+    add_ops_routes(app, DEFAULT_REGISTRY, {"database": database, "temporal": temporal_health})
+    app.router.add_get("/openapi.json", openapi_json)
+    tenants.add_routes(app)
+    operations.add_routes(app)
+    return app
+
+
+def _temporal_ctx(settings: Settings, given: Client | None) -> CleanupContext:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[keys.TEMPORAL] = given or await connect(
+            settings, runtime=temporal_runtime(), identity="adx-api"
+        )
+        yield
+
+    return ctx
+
+
+def _database_ctx(settings: Settings, given: Sessions | None) -> CleanupContext:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if given is not None:
+            app[keys.SESSIONS] = given
+            yield
+            return
+        engine = create_engine(settings)
+        app[keys.SESSIONS] = create_sessions(engine)
+        yield
+        await engine.dispose()
+
+    return ctx

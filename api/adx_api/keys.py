@@ -1,0 +1,33 @@
+"""Typed application and request keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from temporalio.client import Client
+
+from adx_core.auth import Claims
+from adx_core.context import AuthContext
+from adx_core.db.engine import Sessions
+from adx_core.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+TEMPORAL = web.AppKey("temporal", Client)
+SESSIONS = web.AppKey("sessions", Sessions)
+
+# Request-scoped values, set by the middlewares.
+CLAIMS = web.RequestKey("claims", Claims)
+CONTEXT = web.RequestKey("context", AuthContext)
+
+
+def claims_of(request: web.Request) -> Claims:
+    claims = request.get(CLAIMS)
+    if claims is None:
+        raise RuntimeError("route reached without authentication")
+    return claims
+
+
+def context_of(request: web.Request) -> AuthContext:
+    ctx = request.get(CONTEXT)
+    if ctx is None:
+        raise RuntimeError("route reached without a request context")
+    return ctx

@@ -1,0 +1,113 @@
+"""Request middlewares, outermost first: context, problems, authentication."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from adx_api.keys import CLAIMS, CONTEXT, SETTINGS
+from adx_api.problems import ProblemError, from_http_exception, problem_response
+from adx_core import context
+from adx_core.auth import AuthError, verify_token
+from adx_core.logging import get_logger
+from adx_core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+log = get_logger("adx_api.access")
+
+# Paths that answer without a token: probes, metrics and the API description.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+
+
+def _route_label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request a correlation id, log it once, and count it."""
+    correlation_id = context.correlation_id_from(
+        request.headers.get("X-Request-ID"), request.headers.get("traceparent")
+    )
+    ctx = context.AuthContext(correlation_id=correlation_id)
+    request[CONTEXT] = ctx
+    started = time.perf_counter()
+    status = 500
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+    try:
+        with context.use(ctx):
+            response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = correlation_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_label(request)
+        HTTP_REQUESTS.labels("api", route, request.method, str(status)).inc()
+        HTTP_LATENCY.labels("api", route, request.method).observe(elapsed)
+        if request.path not in PUBLIC_PATHS:
+            log.info(
+                "request",
+                method=request.method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+        structlog.contextvars.unbind_contextvars("correlation_id")
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every error as application/problem+json, and never leak internals."""
+    try:
+        return await handler(request)
+    except ProblemError as problem:
+        return problem_response(problem, request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem_response(from_http_exception(exc), request)
+    except Exception:
+        log.exception("unhandled error", path=request.path)
+        return problem_response(ProblemError(500, "internal"), request)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a valid bearer token on everything but the public paths."""
+    if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="adx"'}
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProblemError(401, "unauthenticated", "a bearer token is required", headers=challenge)
+    try:
+        claims = verify_token(request.app[SETTINGS], token.strip())
+    except AuthError as err:
+        raise ProblemError(
+            401,
+            "unauthenticated",
+            err.message,
+            headers={"WWW-Authenticate": 'Bearer realm="adx", error="invalid_token"'},
+            reason=err.kind,
+        ) from None
+    request[CLAIMS] = claims
+    ctx = context.AuthContext(
+        correlation_id=request[CONTEXT].correlation_id,
+        user_id=claims.user_id,
+        tenant_id=claims.tenant_id,
+        roles=tuple(role.value for role in claims.roles),
+    )
+    request[CONTEXT] = ctx
+    structlog.contextvars.bind_contextvars(tenant_id=claims.tenant_id, user_id=claims.user_id)
+    try:
+        with context.use(ctx):
+            return await handler(request)
+    finally:
+        structlog.contextvars.unbind_contextvars("tenant_id", "user_id")

@@ -1,0 +1,194 @@
+"""Operations: a workflow execution seen through the API.
+
+The operation id is the workflow id. Every lookup checks that the workflow's ``TenantId``
+search attribute is the caller's tenant; another tenant's id is answered as not found, so
+ids cannot be probed across tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    FailureError,
+    TerminatedError,
+)
+from temporalio.exceptions import (
+    TimeoutError as TemporalTimeoutError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from adx_api.problems import ProblemError
+from adx_core.auth import Claims
+from adx_core.contracts import search
+from adx_core.contracts.progress import PROGRESS_QUERY, EventKind, ProgressQuery, ProgressSnapshot
+
+OPERATION_ID = re.compile(r"^[a-z][a-z0-9-]{2,80}$")
+_QUERY_TIMEOUT = 2.0
+
+_STATUS = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: "running",
+    WorkflowExecutionStatus.COMPLETED: "succeeded",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.TERMINATED: "failed",
+    WorkflowExecutionStatus.TIMED_OUT: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+}
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: str
+    type: str
+    status: str
+    progress: dict[str, Any]
+    result: Any
+    error: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_json(self, base_url: str = "") -> dict[str, Any]:
+        href = f"{base_url}/v1/operations/{self.id}"
+        return {
+            "id": self.id,
+            "type": self.type,
+            "status": self.status,
+            "progress": self.progress,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "links": {"self": href, "events": f"{href}/events", "cancel": f"{href}/cancel"},
+        }
+
+
+def status_of(description: WorkflowExecutionDescription) -> str:
+    if description.status is None:
+        return "pending"
+    return _STATUS.get(description.status, "running")
+
+
+def validate_id(operation_id: str) -> str:
+    if not OPERATION_ID.match(operation_id):
+        # Malformed ids are indistinguishable from unknown ones on purpose.
+        raise ProblemError(404, "not-found", "no such operation")
+    return operation_id
+
+
+class Operations:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def describe(
+        self, operation_id: str, claims: Claims
+    ) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
+        handle = self._client.get_workflow_handle(validate_id(operation_id))
+        try:
+            description = await handle.describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise ProblemError(404, "not-found", "no such operation") from None
+            raise ProblemError(503, "unavailable", "Temporal is not reachable") from None
+        if description.typed_search_attributes.get(search.TENANT_ID) != claims.tenant_id:
+            raise ProblemError(404, "not-found", "no such operation")
+        return handle, description
+
+    async def get(self, operation_id: str, claims: Claims) -> Operation:
+        handle, description = await self.describe(operation_id, claims)
+        return await self.build(handle, description)
+
+    async def build(
+        self, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+    ) -> Operation:
+        status = status_of(description)
+        snapshot = await self.progress(handle, 0) if status != "succeeded" else None
+        step = (
+            snapshot.step
+            if snapshot
+            else description.typed_search_attributes.get(search.STEP) or "pending"
+        )
+        if snapshot and status in ("failed", "cancelled"):
+            # The step that failed, not the clean-up step the workflow ended in.
+            failed = [e.step for e in snapshot.events if e.kind == EventKind.STEP_FAILED]
+            step = failed[-1] if failed else step
+        if status == "running" and step == "pending":
+            status = "pending"
+        result: Any = None
+        error: dict[str, Any] | None = None
+        if status == "succeeded":
+            result = await handle.result()
+        elif status in ("failed", "cancelled"):
+            error = await self.error_of(handle, step)
+        percent = 100 if status == "succeeded" else (snapshot.percent if snapshot else 0)
+        return Operation(
+            id=description.id,
+            type=description.workflow_type,
+            status=status,
+            progress={
+                "step": step,
+                "percent": percent,
+                "counters": snapshot.counters if snapshot else {},
+            },
+            result=result,
+            error=error,
+            created_at=description.start_time,
+            updated_at=description.close_time or datetime.now(UTC),
+        )
+
+    async def progress(
+        self, handle: WorkflowHandle[Any, Any], after_seq: int
+    ) -> ProgressSnapshot | None:
+        """The workflow's progress, or ``None`` when no worker answers the query in time."""
+        try:
+            return await asyncio.wait_for(
+                handle.query(
+                    PROGRESS_QUERY, ProgressQuery(after_seq), result_type=ProgressSnapshot
+                ),
+                _QUERY_TIMEOUT,
+            )
+        except (TimeoutError, RPCError):
+            return None
+
+    async def error_of(self, handle: WorkflowHandle[Any, Any], step: str) -> dict[str, Any]:
+        try:
+            await handle.result()
+        except WorkflowFailureError as failure:
+            return describe_failure(failure.cause, step)
+        return {"type": "unknown", "title": "The operation did not succeed", "step": step}
+
+
+def describe_failure(cause: BaseException, step: str) -> dict[str, Any]:
+    """A problem-shaped summary of why a workflow failed: the step and the root cause,
+    never a stack trace."""
+    root = cause
+    while isinstance(root, ActivityError | ChildWorkflowError) and root.cause is not None:
+        root = root.cause
+    if isinstance(root, CancelledError):
+        kind, title = "cancelled", "The operation was cancelled"
+    elif isinstance(root, TerminatedError):
+        kind, title = "terminated", "The operation was terminated"
+    elif isinstance(root, TemporalTimeoutError):
+        kind, title = "timeout", "A step timed out"
+    elif isinstance(root, ApplicationError):
+        kind, title = root.type or "application-error", "A step failed"
+    else:
+        kind, title = "workflow-failed", "The operation failed"
+    detail = root.message if isinstance(root, FailureError) else str(root)
+    return {"type": kind, "title": title, "detail": detail, "step": step}

@@ -1,0 +1,111 @@
+"""``POST /v1/tenants`` starts tenant_provisioning_workflow; platform admins only."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from adx_api.keys import SESSIONS, SETTINGS, TEMPORAL, claims_of, context_of
+from adx_api.operations import Operations
+from adx_api.problems import ProblemError
+from adx_api.routes.common import operation_response, read_json, require_role
+from adx_core.auth import Role
+from adx_core.contracts import search
+from adx_core.contracts.tenants import (
+    TASK_QUEUE,
+    TENANT_PROVISIONING_WORKFLOW,
+    Plan,
+    TenantAdmin,
+    TenantCreationRequest,
+)
+from adx_core.db.repositories import tenant_id_for_slug
+from adx_core.metrics import WORKFLOWS_STARTED
+
+Slug = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$", min_length=3, max_length=40)
+]
+# Printable text without control characters; trimmed.
+Text200 = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        to_lower=True,
+        max_length=320,
+        pattern=r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$",
+    ),
+]
+
+RESERVED_SLUGS = frozenset({"platform", "admin", "api", "system", "www", "root"})
+
+
+class AdminIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    email: Email
+    name: Text200
+
+
+class CreateTenantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    slug: Slug
+    display_name: Text200
+    plan: Plan = Field(default=Plan.FREE)
+    admin: AdminIn
+
+
+async def create_tenant(request: web.Request) -> web.Response:
+    claims = claims_of(request)
+    require_role(claims, Role.PLATFORM_ADMIN)
+    body = await read_json(request, CreateTenantIn)
+    if body.slug in RESERVED_SLUGS:
+        raise ProblemError(409, "conflict", f"the slug {body.slug!r} is reserved")
+    async with request.app[SESSIONS]() as session:
+        if await tenant_id_for_slug(session, body.slug) is not None:
+            raise ProblemError(409, "conflict", f"the slug {body.slug!r} is taken")
+
+    settings = request.app[SETTINGS]
+    tenant_id = str(uuid.uuid4())
+    ctx = context_of(request)
+    workflow_input = TenantCreationRequest(
+        tenant_id=tenant_id,
+        slug=body.slug,
+        display_name=body.display_name,
+        plan=body.plan,
+        admin=TenantAdmin(email=body.admin.email, name=body.admin.name),
+        requested_by=claims.user_id,
+    )
+    client = request.app[TEMPORAL]
+    try:
+        handle = await client.start_workflow(
+            TENANT_PROVISIONING_WORKFLOW,
+            workflow_input,
+            id=f"tenant-provisioning-{tenant_id}",
+            task_queue=settings.task_queue(TASK_QUEUE),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search.TENANT_ID, claims.tenant_id),
+                    SearchAttributePair(search.CORRELATION_ID, ctx.correlation_id),
+                    SearchAttributePair(search.STEP, "pending"),
+                    SearchAttributePair(search.VARIANT, "default"),
+                ]
+            ),
+            memo={"subject_tenant_id": tenant_id, "requested_by": claims.user_id},
+        )
+    except WorkflowAlreadyStartedError:  # a fresh uuid4 makes this a bug, not a user error
+        raise ProblemError(409, "conflict", "the operation already exists") from None
+    WORKFLOWS_STARTED.labels(TENANT_PROVISIONING_WORKFLOW).inc()
+    return await operation_response(request, Operations(client), handle)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/tenants", create_tenant)

@@ -1,0 +1,1 @@
+"""PostgreSQL: typed models, the async engine, tenant-scoped sessions and repositories."""

@@ -1,0 +1,180 @@
+"""Settings from the environment (12-factor), validated once at start.
+
+Every process reads the same ``ADX_*`` variables. A bad value stops the process at start
+with a message that names the variable, rather than failing later in a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment does not describe a runnable configuration."""
+
+
+def parse_codec_keys(raw: str) -> dict[str, bytes]:
+    """Parse ``kid:base64key,kid2:base64key`` into key ids and 256-bit AES keys."""
+    keys: dict[str, bytes] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        kid, sep, encoded = item.partition(":")
+        if not sep or not kid or not encoded:
+            raise ValueError("each codec key must be written as <key id>:<base64 key>")
+        if not kid.replace("-", "").replace("_", "").isalnum() or len(kid) > 32:
+            raise ValueError(f"codec key id {kid!r} must be 1-32 letters, digits, '-' or '_'")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"codec key {kid!r} is not valid base64") from exc
+        if len(key) != 32:
+            raise ValueError(f"codec key {kid!r} must be 32 bytes (AES-256), got {len(key)}")
+        if kid in keys:
+            raise ValueError(f"codec key id {kid!r} appears twice")
+        keys[kid] = key
+    return keys
+
+
+class Settings(BaseSettings):
+    """The whole configuration of an ADX process."""
+
+    model_config = SettingsConfigDict(env_prefix="ADX_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEVELOPMENT
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    # PostgreSQL. The application connects as a non-superuser role that RLS applies to;
+    # migrations run as the owner and create that role.
+    database_url: SecretStr = SecretStr("postgresql+asyncpg://adx_app:adx_app@127.0.0.1:5432/adx")
+    migration_database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_api_key: SecretStr | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_tls_server_name: str | None = None
+    task_queue_prefix: str = ""
+
+    # Payload encryption: ``kid:base64key`` pairs; the active id encrypts, every id decrypts.
+    codec_keys: Annotated[dict[str, bytes], NoDecode] = Field(default_factory=dict)
+    codec_active_key_id: str | None = None
+
+    # Authentication
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "adx-core"
+    jwt_audience: str = "adx-api"
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+
+    # HTTP
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int = Field(default=8090, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    public_url: str | None = None
+
+    # Storage: the local provider's root. Each tenant lives under tenants/<tenant id>/.
+    storage_root: Path = Path(".adx/storage")
+
+    # Telemetry: OTLP is on only when an endpoint is set (OTEL_* variables also apply).
+    otlp_endpoint: str | None = None
+    service_name: str = "adx-core"
+
+    @field_validator("codec_keys", mode="before")
+    @classmethod
+    def _parse_codec_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_codec_keys(value)
+        return value
+
+    @field_validator("database_url", "migration_database_url")
+    @classmethod
+    def _valid_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError as exc:
+            raise ValueError("is not a database URL") from exc
+        if not url.drivername.startswith("postgresql"):
+            raise ValueError("must be a postgresql URL")
+        if url.username and not _ROLE_NAME.match(url.username):
+            # The role name is written into DDL by the migrations; keep it plain.
+            raise ValueError("the user name must be a plain role name ([a-z_][a-z0-9_]*)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.codec_keys:
+            active = self.codec_active_key_id or next(iter(self.codec_keys))
+            if active not in self.codec_keys:
+                raise ValueError(f"ADX_CODEC_ACTIVE_KEY_ID={active!r} is not among ADX_CODEC_KEYS")
+            object.__setattr__(self, "codec_active_key_id", active)
+        if bool(self.temporal_tls_cert) != bool(self.temporal_tls_key):
+            raise ValueError("ADX_TEMPORAL_TLS_CERT and ADX_TEMPORAL_TLS_KEY go together")
+        if self.env is Environment.PRODUCTION:
+            missing = [
+                name
+                for name, present in (
+                    ("ADX_CODEC_KEYS", bool(self.codec_keys)),
+                    ("ADX_JWT_SECRET", self.jwt_secret is not None),
+                )
+                if not present
+            ]
+            if missing:
+                raise ValueError(f"production needs {', '.join(missing)}")
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("ADX_JWT_SECRET must be at least 32 characters")
+        return self
+
+    @property
+    def app_role(self) -> str:
+        """The database role the application connects as; migrations create it."""
+        return make_url(self.database_url.get_secret_value()).username or "adx_app"
+
+    def task_queue(self, domain: str) -> str:
+        return f"{self.task_queue_prefix}{domain}"
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment, turning pydantic's report into one clear error."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            name = f"ADX_{field.upper()}" if field != "settings" else "settings"
+            lines.append(f"  {name}: {error['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Temporal plumbing shared by every process: codec, interceptors and the client factory."""

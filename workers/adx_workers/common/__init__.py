@@ -1,0 +1,2 @@
+"""Helpers shared by workflows. Sandbox-safe: only the standard library, temporalio and the
+contracts."""

@@ -1,0 +1,84 @@
+"""Progress reporting inside a workflow: a step name, a percent, counters and an event log.
+
+The log is workflow state, so its sequence numbers are deterministic; the API serves it
+through the ``progress`` query and as resumable SSE. The current step is also upserted as
+the ``Step`` search attribute, so the Temporal UI and visibility queries show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from temporalio import workflow
+
+from adx_core.contracts import search
+from adx_core.contracts.progress import EventKind, ProgressEvent, ProgressSnapshot
+
+# Bounds the query answer and workflow memory; long-running workflows continue-as-new
+# well before this.
+MAX_EVENTS = 1000
+
+
+class ProgressTracker:
+    def __init__(self, plan: Mapping[str, int]) -> None:
+        """``plan`` maps each step to the percent reached when it finishes."""
+        self._plan = dict(plan)
+        self._step = "pending"
+        self._percent = 0
+        self._counters: dict[str, int] = {}
+        self._events: list[ProgressEvent] = []
+        self._seq = 0
+
+    @property
+    def step(self) -> str:
+        return self._step
+
+    def started(self, step: str) -> None:
+        self._step = step
+        workflow.upsert_search_attributes([search.STEP.value_set(step)])
+        self._emit(EventKind.STEP_STARTED, step)
+
+    def finished(self, step: str) -> None:
+        self._percent = max(self._percent, self._plan.get(step, self._percent))
+        self._emit(EventKind.STEP_FINISHED, step)
+
+    def failed(self, step: str, detail: str) -> None:
+        self._emit(EventKind.STEP_FAILED, step, detail)
+
+    def compensating(self, step: str) -> None:
+        self._step = f"compensating:{step}"
+        workflow.upsert_search_attributes([search.STEP.value_set(self._step)])
+        self._emit(EventKind.COMPENSATING, step)
+
+    def count(self, name: str, value: int) -> None:
+        self._counters[name] = value
+
+    def done(self, step: str = "completed") -> None:
+        self._step = step
+        self._percent = 100
+        workflow.upsert_search_attributes([search.STEP.value_set(step)])
+
+    def snapshot(self, after_seq: int = 0) -> ProgressSnapshot:
+        return ProgressSnapshot(
+            step=self._step,
+            percent=self._percent,
+            counters=dict(self._counters),
+            last_seq=self._seq,
+            events=[event for event in self._events if event.seq > after_seq],
+        )
+
+    def _emit(self, kind: EventKind, step: str, detail: str | None = None) -> None:
+        self._seq += 1
+        self._events.append(
+            ProgressEvent(
+                seq=self._seq,
+                kind=kind,
+                step=step,
+                percent=self._percent,
+                at=workflow.now(),
+                counters=dict(self._counters),
+                detail=detail,
+            )
+        )
+        if len(self._events) > MAX_EVENTS:
+            del self._events[0]

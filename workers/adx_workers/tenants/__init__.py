@@ -1,0 +1,1 @@
+"""The tenant domain: provisioning now; monitoring, upgrade and deprovisioning to come."""

@@ -1,0 +1,161 @@
+"""tenant_provisioning_workflow: create the tenant record and its storage, then activate it.
+
+A first real version: each completed step registers its undo, and a failure or a cancel
+runs the undos in reverse so nothing is left behind. The tenant issue grows it with the
+database setup, the admin user, the welcome notification and monitoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from adx_core.contracts.progress import PROGRESS_QUERY, ProgressQuery, ProgressSnapshot
+from adx_core.contracts.tenants import (
+    ACTIVATE_TENANT_ACTIVITY,
+    CREATE_TENANT_RECORD_ACTIVITY,
+    CREATE_TENANT_STORAGE_ACTIVITY,
+    DELETE_TENANT_RECORD_ACTIVITY,
+    DELETE_TENANT_STORAGE_ACTIVITY,
+    TENANT_PROVISIONING_WORKFLOW,
+    ActivateTenantInput,
+    ActivateTenantResult,
+    Tenant,
+    TenantCreationRequest,
+    TenantRecordInput,
+    TenantRecordResult,
+    TenantRef,
+    TenantStatus,
+    TenantStorageInput,
+    TenantStorageResult,
+    UndoResult,
+)
+from adx_workers.common.progress import ProgressTracker
+from adx_workers.common.saga import Saga
+
+STEPS = {
+    "create_tenant_record": 30,
+    "create_tenant_storage": 70,
+    "activate_tenant": 95,
+}
+
+# Database and storage calls are short; a stuck call is cut off and retried, not waited on.
+_DB_TIMEOUT = timedelta(seconds=30)
+_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,
+    non_retryable_error_types=["SlugTaken"],
+)
+# Undos must finish even when the service they clean up is flaky; they retry longer.
+_UNDO_TIMEOUT = timedelta(minutes=10)
+
+
+def _storage_prefix(tenant_id: str) -> str:
+    # The same rule as adx_core.storage.keys.tenant_prefix, which validates the id; the
+    # activity re-checks it, because workflow code must not import storage code.
+    return f"tenants/{tenant_id}/"
+
+
+# PINNED under Worker Versioning: set as the deployment's default behaviour when the worker
+# runs versioned (the SDK refuses a per-workflow behaviour on an unversioned worker).
+@workflow.defn(name=TENANT_PROVISIONING_WORKFLOW)
+class TenantProvisioningWorkflow:
+    def __init__(self) -> None:
+        self._progress = ProgressTracker(STEPS)
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self, query: ProgressQuery) -> ProgressSnapshot:
+        return self._progress.snapshot(query.after_seq)
+
+    @workflow.run
+    async def run(self, request: TenantCreationRequest) -> Tenant:
+        saga = Saga()
+        prefix = _storage_prefix(request.tenant_id)
+        ref = TenantRef(request.tenant_id)
+        storage = TenantStorageInput(request.tenant_id, prefix)
+        step = "create_tenant_record"
+        try:
+            self._progress.started(step)
+            await workflow.execute_activity(
+                CREATE_TENANT_RECORD_ACTIVITY,
+                TenantRecordInput(
+                    tenant_id=request.tenant_id,
+                    slug=request.slug,
+                    display_name=request.display_name,
+                    plan=request.plan,
+                    storage_prefix=prefix,
+                    requested_by=request.requested_by,
+                ),
+                result_type=TenantRecordResult,
+                start_to_close_timeout=_DB_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            saga.push(step, lambda: self._undo(DELETE_TENANT_RECORD_ACTIVITY, ref))
+            self._progress.finished(step)
+
+            step = "create_tenant_storage"
+            self._progress.started(step)
+            # The undo is registered before the call: a timed-out call may still have
+            # created the prefix, and deleting a prefix that does not exist is a no-op.
+            saga.push(step, lambda: self._undo(DELETE_TENANT_STORAGE_ACTIVITY, storage))
+            result = await workflow.execute_activity(
+                CREATE_TENANT_STORAGE_ACTIVITY,
+                storage,
+                result_type=TenantStorageResult,
+                start_to_close_timeout=_DB_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            self._progress.count("storage_prefix_created", int(result.created))
+            self._progress.finished(step)
+
+            step = "activate_tenant"
+            self._progress.started(step)
+            await workflow.execute_activity(
+                ACTIVATE_TENANT_ACTIVITY,
+                ActivateTenantInput(request.tenant_id, request.requested_by),
+                result_type=ActivateTenantResult,
+                start_to_close_timeout=_DB_TIMEOUT,
+                retry_policy=_RETRY,
+            )
+            self._progress.finished(step)
+        except (ActivityError, ApplicationError, asyncio.CancelledError) as err:
+            self._progress.failed(step, _describe(err))
+            # Cleanup runs even when the workflow was cancelled: the cancel hit the step
+            # in flight, and the undos are new activities that are not cancelled.
+            await saga.compensate(self._progress.compensating)
+            self._progress.done("rolled_back")
+            raise
+
+        self._progress.done()
+        return Tenant(
+            tenant_id=request.tenant_id,
+            slug=request.slug,
+            display_name=request.display_name,
+            plan=request.plan,
+            status=TenantStatus.ACTIVE,
+            storage_prefix=prefix,
+        )
+
+    async def _undo(self, activity: str, arg: object) -> UndoResult:
+        result: UndoResult = await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=UndoResult,
+            start_to_close_timeout=_DB_TIMEOUT,
+            schedule_to_close_timeout=_UNDO_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+        return result
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, asyncio.CancelledError):
+        return "cancelled"
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    return str(cause) or type(cause).__name__
