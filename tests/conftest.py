@@ -33,9 +33,9 @@ from adx_workers.resources import WorkerResources
 from adx_workers.tenants.worker import build_worker as build_tenants_worker
 from tests.support.servers import start_postgres, start_temporal
 
-APP_PASSWORD = "app-password-for-tests"  # noqa: S105
+APP_PASSWORD = "app-password-for-tests"
 CODEC_KEY = base64.b64encode(b"k" * 32).decode()
-JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"  # noqa: S105
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,9 @@ def base_settings(
     postgres.create_database("adx")
     return Settings(
         env="test",
-        database_url=postgres.dsn("adx", user="adx_app", password=APP_PASSWORD, driver="postgresql+asyncpg"),
+        database_url=postgres.dsn(
+            "adx", user="adx_app", password=APP_PASSWORD, driver="postgresql+asyncpg"
+        ),
         migration_database_url=postgres.dsn("adx", driver="postgresql+asyncpg"),
         temporal_address=temporal_env.client.service_client.config.target_host,
         codec_keys=f"k1:{CODEC_KEY}",
@@ -140,7 +142,9 @@ def settings(migrated: Settings, tmp_path: Path, clean_tables: None) -> Settings
 def resources(settings: Settings, app_engine: AsyncEngine, sessions: Sessions) -> WorkerResources:
     from adx_core.storage import LocalStorage
 
-    return WorkerResources(engine=app_engine, sessions=sessions, storage=LocalStorage(settings.storage_root))
+    return WorkerResources(
+        engine=app_engine, sessions=sessions, storage=LocalStorage(settings.storage_root)
+    )
 
 
 @pytest.fixture
@@ -187,4 +191,3 @@ async def api(
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("ADX_ENV", "test")
-

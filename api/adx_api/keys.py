@@ -20,14 +20,14 @@ CONTEXT = web.RequestKey("context", AuthContext)
 
 
 def claims_of(request: web.Request) -> Claims:
-    claims = request.get(CLAIMS)
-    if claims is None:
-        raise RuntimeError("route reached without authentication")
-    return claims
+    try:
+        return request[CLAIMS]
+    except KeyError:
+        raise RuntimeError("route reached without authentication") from None
 
 
 def context_of(request: web.Request) -> AuthContext:
-    ctx = request.get(CONTEXT)
-    if ctx is None:
-        raise RuntimeError("route reached without a request context")
-    return ctx
+    try:
+        return request[CONTEXT]
+    except KeyError:
+        raise RuntimeError("route reached without a request context") from None

@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     task_queue_prefix: str = ""
 
     # Payload encryption: ``kid:base64key`` pairs; the active id encrypts, every id decrypts.
-    codec_keys: Annotated[dict[str, bytes], NoDecode] = Field(default_factory=dict)
+    # repr=False: the raw keys must not show when settings are printed or logged.
+    codec_keys: Annotated[dict[str, bytes], NoDecode] = Field(default_factory=dict, repr=False)
     codec_active_key_id: str | None = None
 
     # Authentication

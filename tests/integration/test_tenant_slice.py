@@ -30,8 +30,10 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def wait_for_status(api: Client, token: str, location: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for_status(
+    api: Client, token: str, location: str, within: float = 30
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         response = await api.get(location, headers=auth(token))
         assert response.status == 200
@@ -43,7 +45,11 @@ async def wait_for_status(api: Client, token: str, location: str, timeout: float
 
 
 async def test_create_tenant_end_to_end(
-    api: Client, token: TokenFactory, tenants_worker: Worker, owner_engine: AsyncEngine, settings: Settings
+    api: Client,
+    token: TokenFactory,
+    tenants_worker: Worker,
+    owner_engine: AsyncEngine,
+    settings: Settings,
 ) -> None:
     admin = token()
     response = await api.post("/v1/tenants", json=BODY, headers=auth(admin))
@@ -71,11 +77,18 @@ async def test_create_tenant_end_to_end(
             )
         ).one()
         actions = (
-            await conn.execute(
-                text("SELECT action FROM audit_log WHERE tenant_id = CAST(:id AS uuid) ORDER BY id"),
-                {"id": tenant["tenant_id"]},
+            (
+                await conn.execute(
+                    text(
+                        "SELECT action FROM audit_log "
+                        "WHERE tenant_id = CAST(:id AS uuid) ORDER BY id"
+                    ),
+                    {"id": tenant["tenant_id"]},
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert tuple(row) == ("acme", "active", "pro")
     assert actions == ["tenant.created", "tenant.activated"]
     assert (settings.storage_root / tenant["storage_prefix"]).is_dir()
@@ -113,7 +126,13 @@ async def read_events(response: Any) -> list[tuple[str, str, dict[str, Any]]]:
         line = raw.decode().rstrip("\r\n")
         if not line:
             if "data" in current:
-                events.append((current.get("id", ""), current.get("event", "message"), json.loads(current["data"])))
+                events.append(
+                    (
+                        current.get("id", ""),
+                        current.get("event", "message"),
+                        json.loads(current["data"]),
+                    )
+                )
             current = {}
             continue
         if line.startswith(":"):
@@ -135,7 +154,8 @@ async def test_sse_streams_steps_in_order_then_completes(
     events = await asyncio.wait_for(read_events(stream), 30)
 
     ids = [int(event_id) for event_id, _, _ in events]
-    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
     steps = [(data["phase"], data["step"]) for _, kind, data in events if kind == "step"]
     assert steps == [
         ("step_started", "create_tenant_record"),
@@ -170,5 +190,7 @@ async def test_operations_of_another_tenant_are_not_found(
     for path in (operation["links"]["self"], operation["links"]["events"]):
         foreign = await api.get(path, headers=auth(stranger))
         assert foreign.status == 404
-    cancel = await api.post(operation["links"]["cancel"], headers=auth(token(tenant_id=str(uuid.uuid4()))))
+    cancel = await api.post(
+        operation["links"]["cancel"], headers=auth(token(tenant_id=str(uuid.uuid4())))
+    )
     assert cancel.status == 404

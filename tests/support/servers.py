@@ -27,9 +27,7 @@ def temporal_binary() -> str:
 
 
 def start_postgres(base: Path) -> EmbeddedPostgres:
-    server = EmbeddedPostgres(
-        base / "pg", port=free_port(), password="test-superuser", fast=True  # noqa: S106
-    )
+    server = EmbeddedPostgres(base / "pg", port=free_port(), password="test-superuser", fast=True)
     server.start(timeout=60)
     return server
 

@@ -43,8 +43,9 @@ STEPS = {
     "activate_tenant": 95,
 }
 
-# Database and storage calls are short; a stuck call is cut off and retried, not waited on.
-_DB_TIMEOUT = timedelta(seconds=30)
+# Database and storage calls take milliseconds; a call stuck for 10 s (a dead worker, a
+# lock) is cut off and retried elsewhere rather than waited on.
+_DB_TIMEOUT = timedelta(seconds=10)
 _RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,

@@ -1,0 +1,3 @@
+from adx_cli.main import main
+
+main()

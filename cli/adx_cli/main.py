@@ -1,0 +1,94 @@
+"""``adx``: run a role, migrate, mint a token, or run the whole stack with ``adx dev``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from adx_cli.runtime import run_role, settings_or_exit
+from adx_core.auth import Role, mint_token
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """ADX Core: a Temporal-first backend fleet for tenants, users and files."""
+
+
+@main.command()
+def api() -> None:
+    """Serve the HTTP API (ADX_API_HOST:ADX_API_PORT)."""
+    from adx_api.server import serve
+
+    run_role("api", serve)
+
+
+@main.command()
+@click.argument("name")
+def worker(name: str) -> None:
+    """Run the worker for one domain's task queue (e.g. ``tenants``)."""
+    from adx_workers.runner import DOMAINS, serve
+
+    if name not in DOMAINS:
+        raise click.BadParameter(f"choose one of: {', '.join(sorted(DOMAINS))}", param_hint="NAME")
+    run_role(f"worker-{name}", lambda settings, stop: serve(settings, name, stop))
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Alembic revision.")
+def migrate(revision: str) -> None:
+    """Apply the database migrations (as ADX_MIGRATION_DATABASE_URL's owner role)."""
+    from adx_core.db.migrate import upgrade
+
+    settings = settings_or_exit()
+    asyncio.run(upgrade(settings, revision))
+    click.echo(f"database migrated to {revision}", err=True)
+
+
+@main.command()
+@click.option("--tenant", "tenant", required=True, help="Tenant id or slug.")
+@click.option("--user", "user", required=True, help="User id or e-mail address.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice([r.value for r in Role]),
+    default=[Role.MEMBER.value],
+    show_default=True,
+    help="Repeat for several roles.",
+)
+@click.option("--ttl", "ttl_seconds", type=click.IntRange(60, 30 * 24 * 3600), default=None)
+def token(tenant: str, user: str, roles: tuple[str, ...], ttl_seconds: int | None) -> None:
+    """Mint a bearer token; prints only the token."""
+    from adx_cli.tokens import resolve_tenant, resolve_user
+
+    settings = settings_or_exit()
+    if settings.jwt_secret is None:
+        raise click.ClickException("ADX_JWT_SECRET is not set (run `adx dev` once, or export it)")
+    tenant_id = resolve_tenant(settings, tenant)
+    user_id, email = resolve_user(user)
+    click.echo(
+        mint_token(
+            settings,
+            user_id=user_id,
+            tenant_id=tenant_id,
+            roles=[Role(r) for r in roles],
+            email=email,
+            ttl_seconds=ttl_seconds,
+        )
+    )
+
+
+@main.command()
+@click.option("--home", type=click.Path(file_okay=False), default=".adx", show_default=True)
+@click.option("--api-port", type=int, default=8080, show_default=True)
+@click.option("--temporal-port", type=int, default=7233, show_default=True)
+@click.option("--ui-port", type=int, default=8233, show_default=True)
+@click.option("--postgres-port", type=int, default=55432, show_default=True)
+def dev(home: str, api_port: int, temporal_port: int, ui_port: int, postgres_port: int) -> None:
+    """Run the whole stack in the foreground: Temporal, PostgreSQL, workers and the API."""
+    from pathlib import Path
+
+    from adx_cli.dev import DevPorts, run_dev
+
+    raise SystemExit(run_dev(Path(home), DevPorts(api_port, temporal_port, ui_port, postgres_port)))

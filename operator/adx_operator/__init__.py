@@ -1,0 +1,1 @@
+"""The kopf operator for Tenant and StorageMigration resources (built in its own issue)."""

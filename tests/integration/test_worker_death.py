@@ -1,0 +1,94 @@
+"""Kill the worker with SIGKILL in the middle of an activity; a new worker finishes the job.
+
+The activity is held mid-flight by a table lock, so the kill lands while the worker is
+inside ``create_tenant_record_activity`` with a transaction open. Temporal times the
+attempt out and retries it on the restarted worker; the keyed insert makes the retry safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adx_cli.devstack.net import free_port, is_http_ready
+from adx_core.settings import Settings
+from tests.conftest import TokenFactory
+from tests.integration.test_tenant_slice import BODY, auth, wait_for_status
+from tests.support.processes import start_worker
+
+Client = TestClient[web.Request, web.Application]
+
+
+async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_sigkilled_worker_loses_nothing(
+    api: Client, token: TokenFactory, settings: Settings, owner_engine: AsyncEngine
+) -> None:
+    first_port, second_port = free_port(), free_port()
+    worker = start_worker(settings, "tenants", first_port)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        await wait_until(
+            lambda: asyncio.to_thread(is_http_ready, f"http://127.0.0.1:{first_port}/readyz"),
+            30,
+            "the first worker",
+        )
+        async with owner_engine.connect() as blocker:
+            transaction = await blocker.begin()
+            # Blocks INSERTs into tenants, not reads: the API's slug check still answers.
+            await blocker.execute(text("LOCK TABLE tenants IN EXCLUSIVE MODE"))
+            response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
+            assert response.status == 202
+            location = response.headers["Location"]
+
+            async with owner_engine.connect() as probe:
+
+                async def insert_is_waiting() -> bool:
+                    waiting = await probe.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'adx_app' "
+                            "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO tenants%'"
+                        )
+                    )
+                    return bool(waiting)
+
+                await wait_until(insert_is_waiting, 30, "the activity to block on the lock")
+
+            worker.send_signal(signal.SIGKILL)
+            assert await asyncio.to_thread(worker.wait, 10) == -signal.SIGKILL
+            await transaction.rollback()
+
+        second = start_worker(settings, "tenants", second_port)
+        final = await wait_for_status(api, token(), location, within=90)
+        assert final["status"] == "succeeded", final
+        tenant_id = final["result"]["tenant_id"]
+
+        async with owner_engine.connect() as conn:
+            tenants = await conn.scalar(text("SELECT count(*) FROM tenants WHERE slug = 'acme'"))
+            created = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM audit_log WHERE action = 'tenant.created' "
+                    "AND tenant_id = CAST(:id AS uuid)"
+                ),
+                {"id": tenant_id},
+            )
+        assert tenants == 1
+        assert created == 1  # the retried attempt did not apply the insert twice
+        assert (settings.storage_root / final["result"]["storage_prefix"]).is_dir()
+    finally:
+        for process in (worker, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)

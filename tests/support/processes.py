@@ -1,0 +1,42 @@
+"""Run ADX roles as real processes, configured from a test's settings."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+
+from adx_core.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``ADX_*`` environment that reproduces ``settings`` in another process."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ADX_")}
+    codec = ",".join(
+        f"{kid}:{base64.b64encode(key).decode()}" for kid, key in settings.codec_keys.items()
+    )
+    values: dict[str, str | None] = {
+        "ADX_ENV": settings.env.value,
+        "ADX_DATABASE_URL": settings.database_url.get_secret_value(),
+        "ADX_TEMPORAL_ADDRESS": settings.temporal_address,
+        "ADX_TEMPORAL_NAMESPACE": settings.temporal_namespace,
+        "ADX_TASK_QUEUE_PREFIX": settings.task_queue_prefix,
+        "ADX_CODEC_KEYS": codec or None,
+        "ADX_CODEC_ACTIVE_KEY_ID": settings.codec_active_key_id,
+        "ADX_JWT_SECRET": settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        "ADX_STORAGE_ROOT": str(settings.storage_root),
+        "ADX_LOG_FORMAT": "json",
+    }
+    env.update({key: value for key, value in values.items() if value is not None})
+    return env
+
+
+def start_worker(settings: Settings, name: str, http_port: int) -> subprocess.Popen[bytes]:
+    env = {**settings_env(settings), "ADX_WORKER_HTTP_PORT": str(http_port)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "adx_cli", "worker", name],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

@@ -1,0 +1,40 @@
+"""Workers with some activities replaced by fakes registered under the same name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from adx_workers.resources import WorkerResources
+from adx_workers.sandbox import workflow_runner
+from adx_workers.tenants.activities import TenantActivities
+from adx_workers.tenants.worker import WORKFLOWS
+
+
+def activity_name(fn: Callable[..., Any]) -> str:
+    definition = getattr(fn, "__temporal_activity_definition")
+    return str(definition.name)
+
+
+def tenants_worker_with(
+    client: Client,
+    resources: WorkerResources,
+    task_queue: str,
+    overrides: Sequence[Callable[..., Any]],
+) -> Worker:
+    activities = {
+        activity_name(a): a for a in TenantActivities(resources.sessions, resources.storage).all()
+    }
+    for fake in overrides:
+        assert activity_name(fake) in activities, f"no real activity named {activity_name(fake)}"
+        activities[activity_name(fake)] = fake
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=list(activities.values()),
+        workflow_runner=workflow_runner(),
+    )
