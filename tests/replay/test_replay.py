@@ -1,0 +1,98 @@
+"""Replay recorded workflow histories against today's workflow code.
+
+A change that would make a running workflow take a different path (a non-deterministic
+change) fails here, before it reaches a worker that has old executions in flight. The
+histories are recorded from real runs with ``ADX_RECORD_HISTORIES=1`` (see below) and
+committed; they are encrypted with the fixed test key from ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowHistory
+from temporalio.common import HeaderCodecBehavior
+from temporalio.worker import Replayer, Worker
+
+from adx_core.settings import Settings
+from adx_core.temporal.client import data_converter, interceptors
+from adx_workers.resources import WorkerResources
+from adx_workers.sandbox import workflow_runner
+from adx_workers.tenants.worker import WORKFLOWS as TENANT_WORKFLOWS
+from tests.conftest import TokenFactory
+from tests.integration.test_compensation import storage_is_down
+from tests.integration.test_tenant_slice import BODY, auth, wait_for_status
+from tests.support.workers import tenants_worker_with
+
+HISTORIES = Path(__file__).parent / "histories"
+WORKFLOWS = [*TENANT_WORKFLOWS]
+
+Client = TestClient[web.Request, web.Application]
+
+
+def recorded() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
+async def test_history_replays(path: Path, migrated: Settings) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
+        data_converter=data_converter(migrated),
+        interceptors=interceptors(),
+        header_codec_behavior=HeaderCodecBehavior.CODEC,
+    )
+    await replayer.replay_workflow(history)
+
+
+def test_every_workflow_has_a_recorded_history() -> None:
+    names = {path.stem.split("--")[0] for path in recorded()}
+    for workflow in WORKFLOWS:
+        name = getattr(workflow, "__temporal_workflow_definition").name
+        assert name in names, f"record a history for {name} (ADX_RECORD_HISTORIES=1)"
+
+
+recording = pytest.mark.skipif(
+    os.environ.get("ADX_RECORD_HISTORIES") != "1",
+    reason="set ADX_RECORD_HISTORIES=1 to record histories from real runs",
+)
+
+
+async def _save(client: TemporalClient, workflow_id: str, name: str) -> None:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+@recording
+async def test_record_tenant_provisioning_success(
+    api: Client, token: TokenFactory, tenants_worker: Worker, temporal_client: TemporalClient
+) -> None:
+    response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
+    final = await wait_for_status(api, token(), response.headers["Location"])
+    assert final["status"] == "succeeded"
+    await _save(temporal_client, final["id"], "tenant_provisioning_workflow--succeeded")
+
+
+@recording
+async def test_record_tenant_provisioning_compensation(
+    api: Client,
+    token: TokenFactory,
+    settings: Settings,
+    temporal_client: TemporalClient,
+    resources: WorkerResources,
+) -> None:
+    worker = tenants_worker_with(
+        temporal_client, resources, settings.task_queue("tenants"), [storage_is_down]
+    )
+    async with worker:
+        response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
+        final = await wait_for_status(api, token(), response.headers["Location"])
+    assert final["status"] == "failed"
+    await _save(temporal_client, final["id"], "tenant_provisioning_workflow--compensated")
