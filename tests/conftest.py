@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from adx_cli.devstack.postgres import EmbeddedPostgres
+from adx_core import telemetry
 from adx_core.auth import Role, mint_token
 from adx_core.contracts.tenants import PLATFORM_TENANT_ID
 from adx_core.db.engine import Sessions, create_engine, create_sessions
@@ -31,6 +32,7 @@ from adx_core.settings import Settings
 from adx_core.temporal.client import connect
 from adx_workers.resources import WorkerResources
 from adx_workers.tenants.worker import build_worker as build_tenants_worker
+from tests.support.otlp import TraceReceiver
 from tests.support.servers import start_postgres, start_temporal
 
 APP_PASSWORD = "app-password-for-tests"
@@ -191,3 +193,18 @@ async def api(
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("ADX_ENV", "test")
+
+
+@pytest.fixture(scope="session")
+def traces() -> Iterator[TraceReceiver]:
+    """A real OTLP receiver, with this process's tracing exporting to it.
+
+    OpenTelemetry allows one global tracer provider per process, so every test that
+    looks at spans shares this one; call ``telemetry.flush_tracing()`` before reading.
+    """
+    with TraceReceiver() as receiver:
+        telemetry.configure_tracing(
+            Settings(otlp_endpoint=receiver.endpoint, service_name="adx-test"), "tests"
+        )
+        yield receiver
+        telemetry.shutdown_tracing()

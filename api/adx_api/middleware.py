@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from opentelemetry import propagate, trace
 
 from adx_api.keys import CLAIMS, CONTEXT, SETTINGS
 from adx_api.problems import ProblemError, from_http_exception, problem_response
@@ -18,6 +19,7 @@ from adx_core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = get_logger("adx_api.access")
+_tracer = trace.get_tracer("adx_api")
 
 # Paths that answer without a token: probes, metrics and the API description.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
@@ -39,9 +41,23 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     status = 500
     structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+    # Continue the caller's trace (W3C traceparent); workflow spans become its children.
+    parent = propagate.extract(request.headers)
     try:
-        with context.use(ctx):
+        with (
+            context.use(ctx),
+            _tracer.start_as_current_span(
+                f"{request.method} {_route_label(request)}",
+                context=parent,
+                kind=trace.SpanKind.SERVER,
+                attributes={
+                    "http.request.method": request.method,
+                    "adx.correlation_id": correlation_id,
+                },
+            ) as span,
+        ):
             response = await handler(request)
+            span.set_attribute("http.response.status_code", response.status)
         status = response.status
         response.headers["X-Request-ID"] = correlation_id
         return response

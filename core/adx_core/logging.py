@@ -51,15 +51,25 @@ def redact_value(key: str | None, value: Any) -> Any:
         return redact_text(value)
     if isinstance(value, Mapping):
         return {k: redact_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [redact_value(None, v) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else (bytes, exceptions, objects) the JSON renderer would write as repr():
+    # redact that text rather than let it through unread.
+    return redact_text(repr(value))
+
+
+# Our own ids, and structlog's ProcessorFormatter bookkeeping (removed before rendering).
+_NOT_REDACTED = frozenset(
+    {"correlation_id", "tenant_id", "user_id", "workflow_id", "run_id", "_record", "_from_structlog"}
+)
 
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Mask secrets, tokens and e-mail addresses in every field and in the message."""
     for key in list(event_dict):
-        if key in ("correlation_id", "tenant_id", "user_id", "workflow_id", "run_id"):
+        if key in _NOT_REDACTED:
             continue
         event_dict[key] = redact_value(key if key != "event" else None, event_dict[key])
     return event_dict

@@ -39,6 +39,11 @@ def configure_tracing(settings: Settings, role: str) -> TracerProvider:
     return provider
 
 
+def flush_tracing(timeout_millis: int = 5000) -> bool:
+    """Export every finished span now (tests; a process about to exit)."""
+    return _provider.force_flush(timeout_millis) if _provider is not None else True
+
+
 def shutdown_tracing() -> None:
     global _provider
     if _provider is not None:

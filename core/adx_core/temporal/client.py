@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from temporalio.client import Client, Interceptor
 from temporalio.common import HeaderCodecBehavior
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
@@ -26,7 +26,13 @@ def data_converter(settings: Settings) -> DataConverter:
     if not settings.codec_keys or settings.codec_active_key_id is None:
         return DataConverter.default
     codec = EncryptionCodec(settings.codec_keys, settings.codec_active_key_id)
-    return dataclasses.replace(DataConverter.default, payload_codec=codec)
+    # Failure messages and stack traces go into the encrypted part too: they quote inputs
+    # (a slug, the SQL and parameters of a failed statement) that history must not show.
+    return dataclasses.replace(
+        DataConverter.default,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def interceptors() -> list[Interceptor]:
