@@ -62,7 +62,8 @@ def redact_value(key: str | None, value: Any) -> Any:
 
 # Our own ids, and structlog's ProcessorFormatter bookkeeping (removed before rendering).
 _NOT_REDACTED = frozenset(
-    {"correlation_id", "tenant_id", "user_id", "workflow_id", "run_id", "_record", "_from_structlog"}
+    {"correlation_id", "tenant_id", "user_id", "workflow_id", "run_id"}
+    | {"_record", "_from_structlog"}
 )
 
 

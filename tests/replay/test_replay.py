@@ -8,6 +8,7 @@ committed; they are encrypted with the fixed test key from ``tests/conftest.py``
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def recorded() -> list[Path]:
 
 @pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
 async def test_history_replays(path: Path, migrated: Settings) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
     replayer = Replayer(
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),

@@ -18,7 +18,7 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
         self.port = self._server.add_insecure_port("127.0.0.1:0")
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
+    def Export(self, request: Any, context: Any) -> Any:  # gRPC names the method
         with self._lock:
             self.requests.append(request)
         return trace_service_pb2.ExportTraceServiceResponse()

@@ -33,7 +33,8 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
     raw = await request.read()  # client_max_size also bounds bodies without a length
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the parser allows ("[[[[...") is malformed too.
         raise ProblemError(400, "malformed-body", "the body is not valid JSON") from None
     try:
         return model.model_validate(data)

@@ -19,8 +19,7 @@ from types import TracebackType
 from typing import IO, Self
 from urllib.parse import quote
 
-# types-psutil is a declared test dependency; without it psutil is untyped.
-import psutil  # type: ignore[import-untyped,unused-ignore]
+import psutil
 
 from .embedded import POSTGRES_BIN_PATH
 from .net import is_tcp_open, url_host

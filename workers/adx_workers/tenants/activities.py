@@ -67,11 +67,13 @@ class TenantActivities:
                         subject=request.slug,
                         correlation_id=_correlation_id(),
                     )
-        except IntegrityError as exc:
+        except IntegrityError:
             # Our own row (a retry) is absorbed by ON CONFLICT; this is another tenant's slug.
+            # ``from None``: the driver's error carries the SQL parameters, which would reach
+            # the worker's logs and the failure in history.
             raise ApplicationError(
                 f"the slug {request.slug!r} is taken", type=SLUG_TAKEN, non_retryable=True
-            ) from exc
+            ) from None
         log.info("tenant record", created=created, slug=request.slug)
         return TenantRecordResult(created=created)
 
