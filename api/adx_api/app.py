@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from sqlalchemy import text
 from temporalio.client import Client
+from temporalio.service import RetryConfig
 
 from adx_api import keys
 from adx_api.middleware import auth_middleware, context_middleware, problem_middleware
@@ -20,6 +21,12 @@ from adx_core.settings import Settings
 from adx_core.temporal.client import connect
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+# A request must not hang while Temporal is away: retry briefly (about 2 s in all), then
+# answer 503 and let the client retry. Workers keep the SDK's longer default.
+API_RPC_RETRY = RetryConfig(
+    initial_interval_millis=100, max_interval_millis=800, multiplier=2.0, max_retries=4
+)
 
 
 def create_app(
@@ -58,7 +65,7 @@ def create_app(
 def _temporal_ctx(settings: Settings, given: Client | None) -> CleanupContext:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.TEMPORAL] = given or await connect(
-            settings, runtime=temporal_runtime(), identity="adx-api"
+            settings, runtime=temporal_runtime(), identity="adx-api", retry_config=API_RPC_RETRY
         )
         yield
 

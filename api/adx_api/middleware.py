@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 from opentelemetry import propagate, trace
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from temporalio.service import RPCError
 
 from adx_api.keys import CLAIMS, CONTEXT, SETTINGS
 from adx_api.problems import ProblemError, from_http_exception, problem_response
@@ -88,9 +91,22 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return problem_response(from_http_exception(exc), request)
+    except RPCError as err:
+        # Temporal is down or overloaded: a retryable condition, not a bug of ours.
+        log.warning("temporal unavailable", path=request.path, rpc_status=err.status.name)
+        return problem_response(_unavailable("Temporal"), request)
+    except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as err:
+        log.warning("database unavailable", path=request.path, error=type(err).__name__)
+        return problem_response(_unavailable("the database"), request)
     except Exception:
         log.exception("unhandled error", path=request.path)
         return problem_response(ProblemError(500, "internal"), request)
+
+
+def _unavailable(what: str) -> ProblemError:
+    return ProblemError(
+        503, "unavailable", f"{what} is not reachable; try again", headers={"Retry-After": "5"}
+    )
 
 
 @web.middleware

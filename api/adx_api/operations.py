@@ -33,7 +33,7 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from adx_api.problems import ProblemError
+from adx_api.problems import TYPE_BASE, ProblemError
 from adx_core.auth import Claims
 from adx_core.contracts import search
 from adx_core.contracts.progress import PROGRESS_QUERY, EventKind, ProgressQuery, ProgressSnapshot
@@ -191,4 +191,15 @@ def describe_failure(cause: BaseException, step: str) -> dict[str, Any]:
     else:
         kind, title = "workflow-failed", "The operation failed"
     detail = root.message if isinstance(root, FailureError) else str(root)
-    return {"type": kind, "title": title, "detail": detail, "step": step}
+    # Problem-shaped like every other error; ``code`` is the stable machine-readable kind.
+    return {
+        "type": f"{TYPE_BASE}operation-{_kebab(kind)}",
+        "title": title,
+        "detail": detail,
+        "step": step,
+        "code": kind,
+    }
+
+
+def _kebab(kind: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", kind).replace("_", "-").lower()

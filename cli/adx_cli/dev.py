@@ -121,7 +121,8 @@ def run_dev(home: Path, ports: DevPorts) -> int:
 def _supervisor(
     env: dict[str, str], ports: DevPorts, settings: Settings, started: float
 ) -> Supervisor:
-    supervisor = Supervisor()
+    # Longer than a worker's 20 s graceful shutdown, so running activities can finish.
+    supervisor = Supervisor(stop_timeout=30)
     for offset, name in enumerate(sorted(DOMAINS), start=1):
         worker_port = ports.api + 10 + offset
         supervisor.add(

@@ -38,10 +38,13 @@ def worker(name: str) -> None:
 @click.option("--revision", default="head", show_default=True, help="Alembic revision.")
 def migrate(revision: str) -> None:
     """Apply the database migrations (as ADX_MIGRATION_DATABASE_URL's owner role)."""
-    from adx_core.db.migrate import upgrade
+    from adx_core.db.migrate import MigrationRoleError, upgrade
 
     settings = settings_or_exit()
-    asyncio.run(upgrade(settings, revision))
+    try:
+        asyncio.run(upgrade(settings, revision))
+    except MigrationRoleError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(f"database migrated to {revision}", err=True)
 
 
@@ -89,6 +92,12 @@ def dev(home: str, api_port: int, temporal_port: int, ui_port: int, postgres_por
     """Run the whole stack in the foreground: Temporal, PostgreSQL, workers and the API."""
     from pathlib import Path
 
-    from adx_cli.dev import DevPorts, run_dev
+    try:
+        from adx_cli.dev import DevPorts, run_dev
+    except ImportError as err:  # the image installs no dev stack
+        raise click.ClickException(
+            f"adx dev needs the development extra ({err.name} is missing): "
+            "pip install 'adx-core[dev]', or run `make dev`"
+        ) from None
 
     raise SystemExit(run_dev(Path(home), DevPorts(api_port, temporal_port, ui_port, postgres_port)))

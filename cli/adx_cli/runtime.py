@@ -20,7 +20,9 @@ DEV_ENV_FILE = Path(".adx/dev.env")
 def load_dev_env(path: Path = DEV_ENV_FILE) -> None:
     """Outside production, pick up the secrets ``adx dev`` generated, so ``adx token`` and
     friends work in a second terminal. Variables already set win."""
-    if os.environ.get("ADX_ENV") == Environment.PRODUCTION.value or not path.exists():
+    if os.environ.get("ADX_ENV", "development") != Environment.DEVELOPMENT.value:
+        return  # tests and production are configured explicitly, never from a file
+    if not path.exists():
         return
     for line in path.read_text().splitlines():
         key, sep, value = line.partition("=")

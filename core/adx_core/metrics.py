@@ -74,7 +74,9 @@ class TemporalMetricsCollector(Collector):
         with self._lock:
             for update in self._buffer.retrieve_updates():
                 metric = update.metric
-                name = "temporal_" + _INVALID.sub("_", metric.name)
+                # The SDK's names mostly carry the prefix already (temporal_request).
+                raw = _INVALID.sub("_", metric.name)
+                name = raw if raw.startswith("temporal_") else f"temporal_{raw}"
                 series = self._series.get(name)
                 if series is None:
                     series = _Series(metric.kind, metric.description or metric.name)

@@ -98,7 +98,6 @@ class Settings(BaseSettings):
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int = Field(default=8090, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
-    public_url: str | None = None
 
     # Storage: the local provider's root. Each tenant lives under tenants/<tenant id>/.
     storage_root: Path = Path(".adx/storage")

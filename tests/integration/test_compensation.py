@@ -112,7 +112,7 @@ async def test_cancel_mid_run_runs_the_compensation(
         final = await wait_for_status(api, admin, location)
         again = await api.post(operation["links"]["cancel"], headers=auth(admin))
 
-    assert final["status"] == "cancelled"
+    assert final["status"] == "cancelled", final["error"]
     assert await tenant_rows(owner_engine) == 0
     assert not prefix.exists()
     assert again.status == 409

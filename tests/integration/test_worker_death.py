@@ -26,6 +26,12 @@ from tests.support.processes import start_worker
 Client = TestClient[web.Request, web.Application]
 
 
+async def tenant_count(owner_engine: AsyncEngine, slug: str) -> int:
+    async with owner_engine.connect() as conn:
+        count = await conn.scalar(text("SELECT count(*) FROM tenants WHERE slug = :s"), {"s": slug})
+    return int(count or 0)
+
+
 async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not await predicate():

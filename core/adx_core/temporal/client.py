@@ -15,7 +15,7 @@ from temporalio.common import HeaderCodecBehavior
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
-from temporalio.service import TLSConfig
+from temporalio.service import RetryConfig, TLSConfig
 
 from adx_core.settings import Settings
 from adx_core.temporal.codec import EncryptionCodec
@@ -61,6 +61,7 @@ async def connect(
     runtime: Runtime | None = None,
     extra_interceptors: Sequence[Interceptor] = (),
     identity: str | None = None,
+    retry_config: RetryConfig | None = None,
 ) -> Client:
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
@@ -73,4 +74,5 @@ async def connect(
         header_codec_behavior=HeaderCodecBehavior.CODEC,
         runtime=runtime,
         identity=identity,
+        retry_config=retry_config,
     )

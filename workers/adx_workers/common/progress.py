@@ -53,9 +53,11 @@ class ProgressTracker:
     def count(self, name: str, value: int) -> None:
         self._counters[name] = value
 
-    def done(self, step: str = "completed") -> None:
+    def done(self, step: str = "completed", *, complete: bool = True) -> None:
+        """The final step; ``complete=False`` (a rollback) keeps the percent reached."""
         self._step = step
-        self._percent = 100
+        if complete:
+            self._percent = 100
         workflow.upsert_search_attributes([search.STEP.value_set(step)])
 
     def snapshot(self, after_seq: int = 0) -> ProgressSnapshot:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
 
 from adx_core.contracts.progress import PROGRESS_QUERY, ProgressQuery, ProgressSnapshot
 from adx_core.contracts.tenants import (
@@ -37,6 +39,8 @@ from adx_core.contracts.tenants import (
 from adx_workers.common.progress import ProgressTracker
 from adx_workers.common.saga import Saga
 
+Result = TypeVar("Result")
+
 STEPS = {
     "create_tenant_record": 30,
     "create_tenant_storage": 70,
@@ -53,6 +57,9 @@ _RETRY = RetryPolicy(
     maximum_attempts=0,
     non_retryable_error_types=["SlugTaken"],
 )
+# A step that keeps failing for this long gives up, and the saga rolls back: a tenant is
+# never left half-made waiting for an outage to end (the seed allows 2 minutes in all).
+_STEP_DEADLINE = timedelta(minutes=5)
 # Undos must finish even when the service they clean up is flaky; they retry longer.
 _UNDO_TIMEOUT = timedelta(minutes=10)
 
@@ -63,8 +70,9 @@ def _storage_prefix(tenant_id: str) -> str:
     return f"tenants/{tenant_id}/"
 
 
-# PINNED under Worker Versioning: set as the deployment's default behaviour when the worker
-# runs versioned (the SDK refuses a per-workflow behaviour on an unversioned worker).
+# PINNED under Worker Versioning. It is set as the deployment's default behaviour once the
+# worker runs versioned: the server rejects a per-workflow behaviour from an unversioned
+# worker ("versioning behavior cannot be specified without deployment options").
 @workflow.defn(name=TENANT_PROVISIONING_WORKFLOW)
 class TenantProvisioningWorkflow:
     def __init__(self) -> None:
@@ -83,7 +91,11 @@ class TenantProvisioningWorkflow:
         step = "create_tenant_record"
         try:
             self._progress.started(step)
-            await workflow.execute_activity(
+            # Each undo is registered before its call: a call that timed out or was
+            # cancelled may still have done its work, and every undo is a no-op when there
+            # is nothing to undo.
+            saga.push(step, lambda: self._undo(DELETE_TENANT_RECORD_ACTIVITY, ref))
+            await self._forward(
                 CREATE_TENANT_RECORD_ACTIVITY,
                 TenantRecordInput(
                     tenant_id=request.tenant_id,
@@ -93,44 +105,42 @@ class TenantProvisioningWorkflow:
                     storage_prefix=prefix,
                     requested_by=request.requested_by,
                 ),
-                result_type=TenantRecordResult,
-                start_to_close_timeout=_DB_TIMEOUT,
-                retry_policy=_RETRY,
+                TenantRecordResult,
             )
-            saga.push(step, lambda: self._undo(DELETE_TENANT_RECORD_ACTIVITY, ref))
             self._progress.finished(step)
 
             step = "create_tenant_storage"
             self._progress.started(step)
-            # The undo is registered before the call: a timed-out call may still have
-            # created the prefix, and deleting a prefix that does not exist is a no-op.
             saga.push(step, lambda: self._undo(DELETE_TENANT_STORAGE_ACTIVITY, storage))
-            result = await workflow.execute_activity(
-                CREATE_TENANT_STORAGE_ACTIVITY,
-                storage,
-                result_type=TenantStorageResult,
-                start_to_close_timeout=_DB_TIMEOUT,
-                retry_policy=_RETRY,
+            result = await self._forward(
+                CREATE_TENANT_STORAGE_ACTIVITY, storage, TenantStorageResult
             )
             self._progress.count("storage_prefix_created", int(result.created))
             self._progress.finished(step)
 
             step = "activate_tenant"
             self._progress.started(step)
-            await workflow.execute_activity(
+            await self._forward(
                 ACTIVATE_TENANT_ACTIVITY,
                 ActivateTenantInput(request.tenant_id, request.requested_by),
-                result_type=ActivateTenantResult,
-                start_to_close_timeout=_DB_TIMEOUT,
-                retry_policy=_RETRY,
+                ActivateTenantResult,
             )
             self._progress.finished(step)
         except (ActivityError, ApplicationError, asyncio.CancelledError) as err:
             self._progress.failed(step, _describe(err))
             # Cleanup runs even when the workflow was cancelled: the cancel hit the step
             # in flight, and the undos are new activities that are not cancelled.
-            await saga.compensate(self._progress.compensating)
-            self._progress.done("rolled_back")
+            try:
+                await saga.compensate(self._progress.compensating)
+            except ActivityError as undo_error:
+                # Reported, not raised: the operation failed (or was cancelled) because of
+                # ``err``; what could not be cleaned up is in the progress log for operators.
+                self._progress.failed("compensation", _describe(undo_error))
+                workflow.logger.error("compensation incomplete", extra={"step": step})
+            self._progress.done("rolled_back", complete=False)
+            if _is_cancellation(err):
+                # End as CANCELLED, not FAILED: the step saw the cancel as an ActivityError.
+                raise asyncio.CancelledError from err
             raise
 
         self._progress.done()
@@ -142,6 +152,19 @@ class TenantProvisioningWorkflow:
             status=TenantStatus.ACTIVE,
             storage_prefix=prefix,
         )
+
+    async def _forward(self, activity: str, arg: object, result_type: type[Result]) -> Result:
+        result: Result = await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=_DB_TIMEOUT,
+            schedule_to_close_timeout=_STEP_DEADLINE,
+            retry_policy=_RETRY,
+            # A cancel waits for the step in flight to end, so its undo never races it.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        return result
 
     async def _undo(self, activity: str, arg: object) -> UndoResult:
         result: UndoResult = await workflow.execute_activity(
@@ -155,8 +178,18 @@ class TenantProvisioningWorkflow:
         return result
 
 
+def _is_cancellation(err: BaseException) -> bool:
+    # A cancel request may surface as the step's own cancellation or, when the step in
+    # flight ended otherwise (a timeout) while the cancel waited for it, as that failure.
+    return (
+        workflow.cancellation_reason() is not None
+        or isinstance(err, asyncio.CancelledError)
+        or (isinstance(err, ActivityError) and isinstance(err.cause, CancelledError))
+    )
+
+
 def _describe(err: BaseException) -> str:
-    if isinstance(err, asyncio.CancelledError):
+    if _is_cancellation(err):
         return "cancelled"
     cause = err.cause if isinstance(err, ActivityError) and err.cause else err
     return str(cause) or type(cause).__name__
