@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 
 from adx_api.keys import CLAIMS, CONTEXT, SETTINGS
 from adx_api.problems import ProblemError, from_http_exception, problem_response
+from adx_api.routes.codec import CODEC_PATHS, cors_headers
 from adx_core import context
 from adx_core.auth import AuthError, verify_token
 from adx_core.logging import get_logger
@@ -26,6 +27,8 @@ _tracer = trace.get_tracer("adx_api")
 
 # Paths that answer without a token: probes, metrics and the API description.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Paths whose routes handle a missing token themselves (a given token is still checked).
+OPTIONAL_AUTH_PATHS = CODEC_PATHS
 
 
 def _route_label(request: web.Request) -> str:
@@ -62,7 +65,10 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = await handler(request)
             span.set_attribute("http.response.status_code", response.status)
         status = response.status
-        response.headers["X-Request-ID"] = correlation_id
+        if not response.prepared:  # a stream's headers are already out
+            response.headers["X-Request-ID"] = correlation_id
+            if request.path in CODEC_PATHS:
+                cors_headers(request, response)
         return response
     finally:
         elapsed = time.perf_counter() - started
@@ -117,6 +123,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="adx"'}
+    if not header and request.path in OPTIONAL_AUTH_PATHS:
+        return await handler(request)  # the route decides what an anonymous caller may do
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError(401, "unauthenticated", "a bearer token is required", headers=challenge)
     try:

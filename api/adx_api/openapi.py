@@ -98,6 +98,8 @@ def build_document() -> dict[str, Any]:
                     "responses": {"202": _OPERATION, **_errors(401, 403, 404, 409)},
                 }
             },
+            "/codec/decode": _codec_path("Decrypt payloads (Temporal codec server protocol)"),
+            "/codec/encode": _codec_path("Encrypt payloads (Temporal codec server protocol)"),
             "/healthz": {"get": _probe("Liveness")},
             "/readyz": {"get": _probe("Readiness: database and Temporal", 503)},
             "/metrics": {"get": _probe("Prometheus metrics")},
@@ -116,6 +118,27 @@ def build_document() -> dict[str, Any]:
                 }
             },
             "responses": {
+                "Payloads": {
+                    "type": "object",
+                    "properties": {
+                        "payloads": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "metadata": {
+                                        "type": "object",
+                                        "additionalProperties": {
+                                            "type": "string",
+                                            "contentEncoding": "base64",
+                                        },
+                                    },
+                                    "data": {"type": "string", "contentEncoding": "base64"},
+                                },
+                            },
+                        }
+                    },
+                },
                 "Problem": {
                     "description": "An RFC 9457 problem document",
                     "content": {
@@ -123,11 +146,32 @@ def build_document() -> dict[str, Any]:
                             "schema": {"$ref": "#/components/schemas/Problem"}
                         }
                     },
-                }
+                },
             },
             "schemas": {
                 **defs,
                 "CreateTenantIn": tenant_schema,
+                "Payloads": {
+                    "type": "object",
+                    "properties": {
+                        "payloads": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "metadata": {
+                                        "type": "object",
+                                        "additionalProperties": {
+                                            "type": "string",
+                                            "contentEncoding": "base64",
+                                        },
+                                    },
+                                    "data": {"type": "string", "contentEncoding": "base64"},
+                                },
+                            },
+                        }
+                    },
+                },
                 "Problem": {
                     "type": "object",
                     "required": ["type", "title", "status"],
@@ -164,6 +208,27 @@ def build_document() -> dict[str, Any]:
                     },
                 },
             },
+        },
+    }
+
+
+def _codec_path(summary: str) -> dict[str, Any]:
+    payloads = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Payloads"}}}
+    }
+    return {
+        "post": {
+            "summary": summary + "; platform admins only",
+            "requestBody": {"required": True, **payloads},
+            "responses": {
+                "200": {"description": "The transformed payloads", **payloads},
+                **_errors(400, 401, 403, 404, 413, 415, 422),
+            },
+        },
+        "options": {
+            "summary": "CORS preflight for the Temporal UI",
+            "security": [],
+            "responses": {"204": {"description": "Allowed"}},
         },
     }
 

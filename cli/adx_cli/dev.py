@@ -100,6 +100,8 @@ def run_dev(home: Path, ports: DevPorts) -> int:
         ui_port=ports.ui,
         search_attributes={key.name: "Keyword" for key in search.ALL},
         log_path=home / "temporal.log",
+        # The UI decrypts payloads through the API's codec server.
+        extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{ports.api}/codec"],
     )
     try:
         _step("starting PostgreSQL", postgres.start)

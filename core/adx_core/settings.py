@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # repr=False: the raw keys must not show when settings are printed or logged.
     codec_keys: Annotated[dict[str, bytes], NoDecode] = Field(default_factory=dict, repr=False)
     codec_active_key_id: str | None = None
+    # Browser origins (the Temporal UI) allowed to call the codec server, comma-separated.
+    codec_allowed_origins: Annotated[tuple[str, ...], NoDecode] = (
+        "http://127.0.0.1:8233",
+        "http://localhost:8233",
+    )
 
     # Authentication
     jwt_secret: SecretStr | None = None
@@ -111,6 +116,13 @@ class Settings(BaseSettings):
     def _parse_codec_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return parse_codec_keys(value)
+        return value
+
+    @field_validator("codec_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
     @field_validator("database_url", "migration_database_url")
