@@ -39,7 +39,8 @@ from adx_core.contracts import search
 from adx_core.contracts.progress import PROGRESS_QUERY, EventKind, ProgressQuery, ProgressSnapshot
 
 OPERATION_ID = re.compile(r"^[a-z][a-z0-9-]{2,80}$")
-_QUERY_TIMEOUT = 2.0
+# A worker answers in milliseconds; past this, report the Step search attribute instead.
+_QUERY_TIMEOUT = 1.0
 
 _STATUS = {
     WorkflowExecutionStatus.RUNNING: "running",
@@ -63,6 +64,19 @@ class Operation:
     error: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def started(cls, operation_id: str, workflow_type: str, at: datetime) -> Operation:
+        return cls(
+            id=operation_id,
+            type=workflow_type,
+            status="pending",
+            progress={"step": "pending", "percent": 0, "counters": {}},
+            result=None,
+            error=None,
+            created_at=at,
+            updated_at=at,
+        )
 
     def to_json(self, base_url: str = "") -> dict[str, Any]:
         href = f"{base_url}/v1/operations/{self.id}"

@@ -13,7 +13,7 @@ from temporalio.client import Client
 
 from adx_api.app import API_RPC_RETRY, create_app
 from adx_cli.devstack.net import free_port
-from adx_cli.devstack.temporal import TemporalDevServer
+from adx_cli.devstack.temporal import TemporalDevServer, TemporalError
 from adx_core.db.engine import Sessions, create_engine, create_sessions
 from adx_core.db.migrate import MigrationRoleError, upgrade
 from adx_core.settings import Settings
@@ -36,8 +36,16 @@ async def dead_database(settings: Settings) -> AsyncIterator[Sessions]:
 @pytest.fixture
 async def dead_temporal(settings: Settings, tmp_path: Path) -> Client:
     """A client whose Temporal server went away after it connected."""
-    server = TemporalDevServer(port=free_port(), headless=True, log_path=tmp_path / "t.log")
-    server.start()
+    for attempt in range(3):
+        server = TemporalDevServer(port=free_port(), headless=True, log_path=tmp_path / "t.log")
+        try:
+            server.start()
+            break
+        except TemporalError:
+            # The dev server also binds ports it picks itself; on a busy machine one of
+            # them can race another process. A fresh set of ports fixes it.
+            if attempt == 2:
+                raise
     try:
         client = await connect(
             settings.model_copy(update={"temporal_address": server.address}),

@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from adx_core.settings import Settings
 
@@ -32,11 +33,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, name: str, http_port: int) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, name: str, http_port: int, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """``adx worker NAME`` as a child process; its logs go to ``log_path`` (a file, not a
+    pipe nobody reads, which would block the worker once full)."""
     env = {**settings_env(settings), "ADX_WORKER_HTTP_PORT": str(http_port)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "adx_cli", "worker", name],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "adx_cli", "worker", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

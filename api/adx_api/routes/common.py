@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from adx_api.keys import SETTINGS
-from adx_api.operations import Operations
+from adx_api.operations import Operation, Operations
 from adx_api.problems import ProblemError
 from adx_core.auth import Claims, Role
 
@@ -70,16 +71,24 @@ def prefer_wait(request: web.Request) -> int | None:
 
 
 async def operation_response(
-    request: web.Request, operations: Operations, handle: WorkflowHandle[Any, Any]
+    request: web.Request,
+    operations: Operations,
+    handle: WorkflowHandle[Any, Any],
+    workflow_type: str,
 ) -> web.Response:
     """202 with the operation, or 200 with the finished operation if ``Prefer: wait`` allows."""
     wait = prefer_wait(request)
     headers = {"Location": f"/v1/operations/{handle.id}"}
-    if wait is not None:
-        headers["Preference-Applied"] = f"wait={wait}"
-        # A failure is still an answer: the operation below reports it.
-        with contextlib.suppress(TimeoutError, WorkflowFailureError):
-            await asyncio.wait_for(handle.result(), wait)
+    if wait is None:
+        # Just started: nothing to ask Temporal or a worker yet. Answering from what we know
+        # keeps the 202 off the worker's critical path (a progress query waits for the
+        # workflow's first task).
+        operation = Operation.started(handle.id, workflow_type, datetime.now(UTC))
+        return web.json_response(operation.to_json(), status=202, headers=headers)
+    headers["Preference-Applied"] = f"wait={wait}"
+    # A failure is still an answer: the operation below reports it.
+    with contextlib.suppress(TimeoutError, WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), wait)
     description = await handle.describe()
     operation = await operations.build(handle, description)
     status = 200 if operation.status in ("succeeded", "failed", "cancelled") else 202

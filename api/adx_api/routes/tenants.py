@@ -104,7 +104,9 @@ async def create_tenant(request: web.Request) -> web.Response:
     except WorkflowAlreadyStartedError:  # a fresh uuid4 makes this a bug, not a user error
         raise ProblemError(409, "conflict", "the operation already exists") from None
     WORKFLOWS_STARTED.labels(TENANT_PROVISIONING_WORKFLOW).inc()
-    return await operation_response(request, Operations(client), handle)
+    return await operation_response(
+        request, Operations(client), handle, TENANT_PROVISIONING_WORKFLOW
+    )
 
 
 def add_routes(app: web.Application) -> None:

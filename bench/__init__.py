@@ -1,0 +1,5 @@
+"""ADX Core benchmarks: ``make bench`` (``python -m bench``).
+
+The harness starts its own PostgreSQL, Temporal dev server, tenants worker and API on
+loopback, drives the API over real HTTP, prints a table and writes docs/benchmarks.md.
+"""
