@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import TypedSearchAttributes
 
+from adx_api.operations import search_attributes
 from adx_api.routes.tenants import CreateTenantIn
 from adx_core.auth import Role, mint_token, verify_token
-from adx_core.contracts import search
 from adx_core.contracts.progress import PROGRESS_QUERY, ProgressQuery, ProgressSnapshot
 from adx_core.contracts.tenants import (
     PLATFORM_TENANT_ID,
@@ -109,14 +109,7 @@ async def breakdown(
                 admin=TenantAdmin(email=parsed.admin.email, name=parsed.admin.name),
                 requested_by=claims.user_id,
             )
-            attributes = TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.TENANT_ID, claims.tenant_id),
-                    SearchAttributePair(search.CORRELATION_ID, uuid.uuid4().hex),
-                    SearchAttributePair(search.STEP, "pending"),
-                    SearchAttributePair(search.VARIANT, "default"),
-                ]
-            )
+            attributes = search_attributes(claims.tenant_id, uuid.uuid4().hex)
 
             async def start(
                 request: TenantCreationRequest = request,

@@ -20,6 +20,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -91,6 +92,19 @@ class Operation:
             "updated_at": self.updated_at.isoformat(),
             "links": {"self": href, "events": f"{href}/events", "cancel": f"{href}/cancel"},
         }
+
+
+def search_attributes(owner_tenant_id: str, correlation_id: str) -> TypedSearchAttributes:
+    """What every operation is started with: the owning tenant (checked on every lookup),
+    the request's correlation id, and the first step."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(search.TENANT_ID, owner_tenant_id),
+            SearchAttributePair(search.CORRELATION_ID, correlation_id),
+            SearchAttributePair(search.STEP, "pending"),
+            SearchAttributePair(search.VARIANT, "default"),
+        ]
+    )
 
 
 def status_of(description: WorkflowExecutionDescription) -> str:

@@ -7,15 +7,13 @@ from typing import Annotated
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from adx_api.keys import SESSIONS, SETTINGS, TEMPORAL, claims_of, context_of
-from adx_api.operations import Operations
+from adx_api.operations import Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_api.routes.common import operation_response, read_json, require_role
 from adx_core.auth import Role
-from adx_core.contracts import search
 from adx_core.contracts.tenants import (
     TASK_QUEUE,
     TENANT_PROVISIONING_WORKFLOW,
@@ -91,14 +89,7 @@ async def create_tenant(request: web.Request) -> web.Response:
             workflow_input,
             id=f"tenant-provisioning-{tenant_id}",
             task_queue=settings.task_queue(TASK_QUEUE),
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.TENANT_ID, claims.tenant_id),
-                    SearchAttributePair(search.CORRELATION_ID, ctx.correlation_id),
-                    SearchAttributePair(search.STEP, "pending"),
-                    SearchAttributePair(search.VARIANT, "default"),
-                ]
-            ),
+            search_attributes=search_attributes(claims.tenant_id, ctx.correlation_id),
             memo={"subject_tenant_id": tenant_id, "requested_by": claims.user_id},
         )
     except WorkflowAlreadyStartedError:  # a fresh uuid4 makes this a bug, not a user error

@@ -15,15 +15,13 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 from urllib.parse import quote
 
 import psutil
 
+from .child import ChildServer
 from .embedded import POSTGRES_BIN_PATH
 from .net import is_tcp_open, url_host
-from .process import log_size, parent_death_signal_preexec, read_log_tail, stop_process
 from .unprivileged import (
     RunAs,
     ensure_install_readable,
@@ -59,7 +57,7 @@ class PostgresError(RuntimeError):
     """The server could not be initialised, started or queried."""
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ChildServer):
     """One PostgreSQL cluster in ``data_dir``, served on ``host:port``.
 
     ``start()`` runs initdb when the directory holds no cluster yet and otherwise reuses
@@ -67,6 +65,9 @@ class EmbeddedPostgres:
     connections are trusted. The password is only applied by initdb: changing it later
     needs ``ALTER ROLE``. ``fast`` trades durability for speed (fsync off): tests only.
     """
+
+    # Fast shutdown: roll back open transactions, write a checkpoint, exit.
+    stop_signal = signal.SIGINT
 
     def __init__(
         self,
@@ -87,25 +88,13 @@ class EmbeddedPostgres:
         self.superuser = superuser
         self.password = password
         default_log = self.data_dir.with_name(self.data_dir.name + ".log")
-        self.log_path = (log_path or default_log).absolute()
+        super().__init__((log_path or default_log).absolute())
         self.fast = fast
         self.settings: dict[str, str] = {**DEV_SETTINGS, **(FAST_SETTINGS if fast else {})}
         self.settings.update(settings or {})
         self.bin_dir: Path = bin_dir or Path(POSTGRES_BIN_PATH)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._log_offset = 0
 
     # -- state ------------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's pid while it runs."""
-        return self._proc.pid if self.running and self._proc else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def socket_dir(self) -> Path:
@@ -185,29 +174,6 @@ class EmbeddedPostgres:
         except BaseException:
             self.stop(timeout=5)
             raise
-
-    def stop(self, timeout: float = 15) -> None:
-        """Fast shutdown (SIGINT), SIGKILL after ``timeout``. Safe to call twice."""
-        proc, self._proc = self._proc, None
-        try:
-            if proc is not None:
-                stop_process(proc, signal.SIGINT, timeout)
-        finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- queries --------------------------------------------------------------------------
 
@@ -305,19 +271,10 @@ class EmbeddedPostgres:
         return Path(name)
 
     def _spawn(self, run_as: RunAs | None) -> None:
-        self._log_offset = log_size(self.log_path)
-        self._log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
+        self._launch(
             self.server_argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self.data_dir,
             env=self._server_env(),
-            # Its own process group: a Ctrl-C in the terminal reaches only us, and we
-            # stop the server in order; if we die instead, fast shutdown follows.
-            process_group=0,
-            preexec_fn=parent_death_signal_preexec(signal.SIGINT),
+            cwd=self.data_dir,
             user=_uid(run_as),
             group=_gid(run_as),
             extra_groups=_extra_groups(run_as),
@@ -325,7 +282,7 @@ class EmbeddedPostgres:
 
     def _wait_until_ready(self, deadline: float) -> None:
         while True:
-            if self._proc is None or self._proc.poll() is not None:
+            if self._exited():
                 raise PostgresError(self._failure("the server exited during start"))
             if self._pg_isready():
                 return
@@ -362,8 +319,9 @@ class EmbeddedPostgres:
             pid = _postmaster_pid(self.data_dir)
 
     def _failure(self, what: str) -> str:
-        tail = read_log_tail(self.log_path, self._log_offset)
-        return f"PostgreSQL on {self.host}:{self.port} ({self.data_dir}): {what}.\n{tail}"
+        return (
+            f"PostgreSQL on {self.host}:{self.port} ({self.data_dir}): {what}.\n{self._log_tail()}"
+        )
 
     def _client_env(self) -> dict[str, str]:
         env = _without_pg_variables()

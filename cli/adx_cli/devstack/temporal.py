@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
+from .child import ChildServer
 from .net import is_http_ready, is_tcp_open, url_host
-from .process import log_size, parent_death_signal_preexec, read_log_tail, stop_process
 
 SEARCH_ATTRIBUTE_TYPES = frozenset(
     {"Text", "Keyword", "Int", "Double", "Bool", "Datetime", "KeywordList"}
@@ -54,7 +51,7 @@ def find_temporal_binary() -> Path:
     )
 
 
-class TemporalDevServer:
+class TemporalDevServer(ChildServer):
     """One ``temporal server start-dev`` process on ``ip:port`` (UI on ``ui_port``).
 
     ``search_attributes`` maps names to types (``{"TenantId": "Keyword"}``). The CLI
@@ -88,16 +85,13 @@ class TemporalDevServer:
         self.namespace = namespace
         self.search_attributes = dict(search_attributes or {})
         _check_search_attributes(self.search_attributes)
-        self.log_path = (log_path or self._default_log_path()).absolute()
+        super().__init__((log_path or self._default_log_path()).absolute())
         self.headless = headless
         self.extra_args = list(extra_args)
         self.log_level = log_level
         self.dynamic_config = {**DEFAULT_DYNAMIC_CONFIG, **(dynamic_config or {})}
         self.metrics_port = metrics_port
         self._binary = binary
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._log_offset = 0
 
     # -- state ------------------------------------------------------------------------
 
@@ -109,14 +103,6 @@ class TemporalDevServer:
     @property
     def ui_url(self) -> str | None:
         return None if self.headless else f"http://{url_host(self.ip)}:{self.ui_port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.running and self._proc else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def binary(self) -> Path:
@@ -184,29 +170,6 @@ class TemporalDevServer:
             self.stop(timeout=5)
             raise
 
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM (graceful), SIGKILL after ``timeout``. Safe to call twice."""
-        proc, self._proc = self._proc, None
-        try:
-            if proc is not None:
-                stop_process(proc, signal.SIGTERM, timeout)
-        finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- internals ------------------------------------------------------------------------
 
     def _default_log_path(self) -> Path:
@@ -217,20 +180,7 @@ class TemporalDevServer:
     def _spawn(self) -> None:
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_offset = log_size(self.log_path)
-        self._log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            self.server_argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=_clean_env(),
-            # Its own process group, so a terminal Ctrl-C reaches only us and we stop
-            # the server in order; if we die instead, its death signal stops it.
-            process_group=0,
-            preexec_fn=parent_death_signal_preexec(signal.SIGTERM),
-        )
+        self._launch(self.server_argv(), env=_clean_env())
 
     def _wait_until_ready(self, deadline: float) -> None:
         self._wait_for("the gRPC port", lambda: is_tcp_open(self.ip, self.port), deadline)
@@ -276,8 +226,7 @@ class TemporalDevServer:
         )
 
     def _failure(self, what: str) -> str:
-        tail = read_log_tail(self.log_path, self._log_offset)
-        return f"Temporal dev server on {self.address}: {what}.\n{tail}"
+        return f"Temporal dev server on {self.address}: {what}.\n{self._log_tail()}"
 
 
 def _check_search_attributes(search_attributes: Mapping[str, str]) -> None:
