@@ -133,7 +133,7 @@ class Operations:
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise ProblemError(404, "not-found", "no such operation") from None
-            raise ProblemError(503, "unavailable", "Temporal is not reachable") from None
+            raise  # the problem middleware answers 503 with Retry-After
         if description.typed_search_attributes.get(search.TENANT_ID) != claims.tenant_id:
             raise ProblemError(404, "not-found", "no such operation")
         return handle, description
@@ -199,7 +199,12 @@ class Operations:
             await handle.result()
         except WorkflowFailureError as failure:
             return describe_failure(failure.cause, step)
-        return {"type": "unknown", "title": "The operation did not succeed", "step": step}
+        return {
+            "type": f"{TYPE_BASE}operation-unknown",
+            "title": "The operation did not succeed",
+            "step": step,
+            "code": "unknown",
+        }
 
 
 def describe_failure(cause: BaseException, step: str) -> dict[str, Any]:

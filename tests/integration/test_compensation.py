@@ -23,7 +23,13 @@ from adx_core.contracts.tenants import (
 from adx_core.settings import Settings
 from adx_workers.resources import WorkerResources
 from tests.conftest import TokenFactory
-from tests.integration.test_tenant_slice import BODY, auth, read_events, wait_for_status
+from tests.integration.test_tenant_slice import (
+    BODY,
+    auth,
+    read_events,
+    wait_for_status,
+    wait_for_step,
+)
 from tests.support.workers import tenants_worker_with
 
 Client = TestClient[web.Request, web.Application]
@@ -93,13 +99,7 @@ async def test_cancel_mid_run_runs_the_compensation(
         admin = token()
         response = await api.post("/v1/tenants", json=BODY, headers=auth(admin))
         location = response.headers["Location"]
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:
-            operation = await (await api.get(location, headers=auth(admin))).json()
-            if operation["progress"]["step"] == "activate_tenant":
-                break
-            assert asyncio.get_running_loop().time() < deadline, operation
-            await asyncio.sleep(0.1)
+        operation = await wait_for_step(api, admin, location, "activate_tenant")
         assert await tenant_rows(owner_engine) == 1
         prefix = (
             settings.storage_root
@@ -116,3 +116,32 @@ async def test_cancel_mid_run_runs_the_compensation(
     assert await tenant_rows(owner_engine) == 0
     assert not prefix.exists()
     assert again.status == 409
+
+
+@activity.defn(name=ACTIVATE_TENANT_ACTIVITY)
+async def slow_activation(request: ActivateTenantInput) -> ActivateTenantResult:
+    """Does not heartbeat, so it never hears of the cancel and finishes its work."""
+    await asyncio.sleep(1.5)
+    return ActivateTenantResult(activated=True)
+
+
+async def test_cancel_during_a_step_that_then_succeeds_still_rolls_back(
+    api: Client,
+    token: TokenFactory,
+    settings: Settings,
+    temporal_client: TemporalClient,
+    resources: WorkerResources,
+    owner_engine: AsyncEngine,
+) -> None:
+    worker = tenants_worker_with(
+        temporal_client, resources, settings.task_queue("tenants"), [slow_activation]
+    )
+    async with worker:
+        admin = token()
+        response = await api.post("/v1/tenants", json=BODY, headers=auth(admin))
+        location = response.headers["Location"]
+        operation = await wait_for_step(api, admin, location, "activate_tenant")
+        assert (await api.post(operation["links"]["cancel"], headers=auth(admin))).status == 202
+        final = await wait_for_status(api, admin, location)
+    assert final["status"] == "cancelled", final["error"]
+    assert await tenant_rows(owner_engine) == 0

@@ -85,6 +85,7 @@ async def test_temporal_outage_is_503_and_creates_nothing(
         assert "Temporal" in (await response.json())["detail"]
         lookup = await api.get("/v1/operations/tenant-provisioning-x1", headers=auth(token()))
         assert lookup.status == 503
+        assert lookup.headers["Retry-After"] == "5"
     assert await tenant_count(owner_engine, "acme") == 0
 
 

@@ -44,6 +44,19 @@ async def wait_for_status(
         await asyncio.sleep(0.2)
 
 
+async def wait_for_step(
+    api: Client, token: str, location: str, step: str, within: float = 30
+) -> dict[str, Any]:
+    """Poll the operation until the workflow reports ``step`` as its current step."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        operation: dict[str, Any] = await (await api.get(location, headers=auth(token))).json()
+        if operation["progress"]["step"] == step:
+            return operation
+        assert asyncio.get_running_loop().time() < deadline, operation
+        await asyncio.sleep(0.05)
+
+
 async def test_create_tenant_end_to_end(
     api: Client,
     token: TokenFactory,

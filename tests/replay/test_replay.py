@@ -26,8 +26,8 @@ from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
 from adx_workers.tenants.worker import WORKFLOWS as TENANT_WORKFLOWS
 from tests.conftest import TokenFactory
-from tests.integration.test_compensation import storage_is_down
-from tests.integration.test_tenant_slice import BODY, auth, wait_for_status
+from tests.integration.test_compensation import activation_hangs, storage_is_down
+from tests.integration.test_tenant_slice import BODY, auth, wait_for_status, wait_for_step
 from tests.support.workers import tenants_worker_with
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -97,3 +97,24 @@ async def test_record_tenant_provisioning_compensation(
         final = await wait_for_status(api, token(), response.headers["Location"])
     assert final["status"] == "failed"
     await _save(temporal_client, final["id"], "tenant_provisioning_workflow--compensated")
+
+
+@recording
+async def test_record_tenant_provisioning_cancel(
+    api: Client,
+    token: TokenFactory,
+    settings: Settings,
+    temporal_client: TemporalClient,
+    resources: WorkerResources,
+) -> None:
+    worker = tenants_worker_with(
+        temporal_client, resources, settings.task_queue("tenants"), [activation_hangs]
+    )
+    async with worker:
+        response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
+        location = response.headers["Location"]
+        await wait_for_step(api, token(), location, "activate_tenant")
+        await api.post(f"{location}/cancel", headers=auth(token()))
+        final = await wait_for_status(api, token(), location)
+    assert final["status"] == "cancelled"
+    await _save(temporal_client, final["id"], "tenant_provisioning_workflow--cancelled")

@@ -19,6 +19,7 @@ class EventKind(StrEnum):
     STEP_FINISHED = "step_finished"
     STEP_FAILED = "step_failed"
     COMPENSATING = "compensating"
+    COMPENSATION_FAILED = "compensation_failed"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,10 @@ class ProgressTracker:
     def failed(self, step: str, detail: str) -> None:
         self._emit(EventKind.STEP_FAILED, step, detail)
 
+    def compensation_failed(self, detail: str) -> None:
+        """An undo could not finish: what is left behind needs an operator."""
+        self._emit(EventKind.COMPENSATION_FAILED, self._step, detail)
+
     def compensating(self, step: str) -> None:
         self._step = f"compensating:{step}"
         workflow.upsert_search_attributes([search.STEP.value_set(self._step)])

@@ -135,7 +135,7 @@ class TenantProvisioningWorkflow:
             except ActivityError as undo_error:
                 # Reported, not raised: the operation failed (or was cancelled) because of
                 # ``err``; what could not be cleaned up is in the progress log for operators.
-                self._progress.failed("compensation", _describe(undo_error))
+                self._progress.compensation_failed(_describe(undo_error))
                 workflow.logger.error("compensation incomplete", extra={"step": step})
             self._progress.done("rolled_back", complete=False)
             if _is_cancellation(err):
@@ -164,6 +164,10 @@ class TenantProvisioningWorkflow:
             # A cancel waits for the step in flight to end, so its undo never races it.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        if workflow.cancellation_reason() is not None:
+            # The cancel arrived while the step ran and the step succeeded anyway: honour
+            # the cancel now rather than carry on (the step's undo is already registered).
+            raise asyncio.CancelledError
         return result
 
     async def _undo(self, activity: str, arg: object) -> UndoResult:
