@@ -81,6 +81,10 @@ def stack_env(home: Path, ports: DevPorts, postgres: EmbeddedPostgres) -> dict[s
         "ADX_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",
         "ADX_STORAGE_ROOT": str((home / "storage").absolute()),
         "ADX_API_PORT": str(ports.api),
+        # The UI calls the codec server from the browser, from its own origin.
+        "ADX_CODEC_ALLOWED_ORIGINS": os.environ.get(
+            "ADX_CODEC_ALLOWED_ORIGINS", f"http://127.0.0.1:{ports.ui},http://localhost:{ports.ui}"
+        ),
     }
 
 
