@@ -107,7 +107,10 @@ def test_adx_dev_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
         assert minted.stdout.count("\n") == 1  # only the token
     finally:
         process.send_signal(signal.SIGINT)
-        code = process.wait(60)
+        # Keep reading while it stops: a full pipe would block its shutdown logging.
+        rest, _ = process.communicate(timeout=60)
+        output.append(rest or "")
+        code = process.returncode
     assert code == 0, "".join(output)
     assert children
     assert not [child for child in children if child.is_running() and child.status() != "zombie"]

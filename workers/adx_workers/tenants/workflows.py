@@ -1,7 +1,7 @@
 """tenant_provisioning_workflow: create the tenant record and its storage, then activate it.
 
-A first real version: each completed step registers its undo, and a failure or a cancel
-runs the undos in reverse so nothing is left behind. The tenant issue grows it with the
+A first real version: each step registers its undo before it runs, and a failure or a
+cancel runs the undos in reverse so nothing is left behind. The tenant issue grows it with the
 database setup, the admin user, the welcome notification and monitoring.
 """
 
@@ -23,6 +23,7 @@ from adx_core.contracts.tenants import (
     CREATE_TENANT_STORAGE_ACTIVITY,
     DELETE_TENANT_RECORD_ACTIVITY,
     DELETE_TENANT_STORAGE_ACTIVITY,
+    SLUG_TAKEN,
     TENANT_PROVISIONING_WORKFLOW,
     ActivateTenantInput,
     ActivateTenantResult,
@@ -55,7 +56,7 @@ _RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=0,
-    non_retryable_error_types=["SlugTaken"],
+    non_retryable_error_types=[SLUG_TAKEN],
 )
 # A step that keeps failing for this long gives up, and the saga rolls back: a tenant is
 # never left half-made waiting for an outage to end (the seed allows 2 minutes in all).
