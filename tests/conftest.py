@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -34,6 +35,7 @@ from adx_workers.resources import WorkerResources
 from adx_workers.tenants.worker import build_worker as build_tenants_worker
 from tests.support.otlp import TraceReceiver
 from tests.support.servers import start_postgres, start_temporal
+from tests.support.workers import WorkerFactory, tenants_worker_with
 
 APP_PASSWORD = "app-password-for-tests"
 CODEC_KEY = base64.b64encode(b"k" * 32).decode()
@@ -156,6 +158,20 @@ async def tenants_worker(
     worker = build_tenants_worker(temporal_client, resources, settings.task_queue("tenants"))
     async with worker:
         yield worker
+
+
+@pytest.fixture
+def worker_with(
+    settings: Settings, temporal_client: Client, resources: WorkerResources
+) -> WorkerFactory:
+    """A tenants worker on this test's task queue with some activities replaced by fakes."""
+
+    def make(*fakes: Callable[..., Any]) -> Worker:
+        return tenants_worker_with(
+            temporal_client, resources, settings.task_queue("tenants"), fakes
+        )
+
+    return make
 
 
 TokenFactory = Callable[..., str]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.client import Client as TemporalClient
 from temporalio.exceptions import ApplicationError
 
 from adx_core.contracts.tenants import (
@@ -21,7 +23,6 @@ from adx_core.contracts.tenants import (
     TenantStorageResult,
 )
 from adx_core.settings import Settings
-from adx_workers.resources import WorkerResources
 from tests.conftest import TokenFactory
 from tests.integration.test_tenant_slice import (
     BODY,
@@ -30,7 +31,7 @@ from tests.integration.test_tenant_slice import (
     wait_for_status,
     wait_for_step,
 )
-from tests.support.workers import tenants_worker_with
+from tests.support.workers import WorkerFactory
 
 Client = TestClient[web.Request, web.Application]
 
@@ -53,17 +54,9 @@ async def tenant_rows(owner_engine: AsyncEngine) -> int:
 
 
 async def test_failed_step_rolls_back_the_tenant_record(
-    api: Client,
-    token: TokenFactory,
-    settings: Settings,
-    temporal_client: TemporalClient,
-    resources: WorkerResources,
-    owner_engine: AsyncEngine,
+    api: Client, token: TokenFactory, worker_with: WorkerFactory, owner_engine: AsyncEngine
 ) -> None:
-    worker = tenants_worker_with(
-        temporal_client, resources, settings.task_queue("tenants"), [storage_is_down]
-    )
-    async with worker:
+    async with worker_with(storage_is_down):
         admin = token()
         response = await api.post("/v1/tenants", json=BODY, headers=auth(admin))
         assert response.status == 202
@@ -84,27 +77,34 @@ async def test_failed_step_rolls_back_the_tenant_record(
     assert events[-1][1] == "failed"
 
 
+@activity.defn(name=ACTIVATE_TENANT_ACTIVITY)
+async def slow_activation(request: ActivateTenantInput) -> ActivateTenantResult:
+    """Does not heartbeat, so it never hears of the cancel and finishes its work."""
+    await asyncio.sleep(1.5)
+    return ActivateTenantResult(activated=True)
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [activation_hangs, slow_activation],
+    ids=["step-acknowledges-the-cancel", "step-succeeds-anyway"],
+)
 async def test_cancel_mid_run_runs_the_compensation(
+    activation: Callable[..., Any],
     api: Client,
     token: TokenFactory,
     settings: Settings,
-    temporal_client: TemporalClient,
-    resources: WorkerResources,
+    worker_with: WorkerFactory,
     owner_engine: AsyncEngine,
 ) -> None:
-    worker = tenants_worker_with(
-        temporal_client, resources, settings.task_queue("tenants"), [activation_hangs]
-    )
-    async with worker:
+    async with worker_with(activation):
         admin = token()
         response = await api.post("/v1/tenants", json=BODY, headers=auth(admin))
         location = response.headers["Location"]
         operation = await wait_for_step(api, admin, location, "activate_tenant")
         assert await tenant_rows(owner_engine) == 1
-        prefix = (
-            settings.storage_root
-            / f"tenants/{operation['id'].removeprefix('tenant-provisioning-')}"
-        )
+        tenant_id = operation["id"].removeprefix("tenant-provisioning-")
+        prefix = settings.storage_root / f"tenants/{tenant_id}"
         assert prefix.is_dir()
 
         cancel = await api.post(operation["links"]["cancel"], headers=auth(admin))
@@ -116,32 +116,3 @@ async def test_cancel_mid_run_runs_the_compensation(
     assert await tenant_rows(owner_engine) == 0
     assert not prefix.exists()
     assert again.status == 409
-
-
-@activity.defn(name=ACTIVATE_TENANT_ACTIVITY)
-async def slow_activation(request: ActivateTenantInput) -> ActivateTenantResult:
-    """Does not heartbeat, so it never hears of the cancel and finishes its work."""
-    await asyncio.sleep(1.5)
-    return ActivateTenantResult(activated=True)
-
-
-async def test_cancel_during_a_step_that_then_succeeds_still_rolls_back(
-    api: Client,
-    token: TokenFactory,
-    settings: Settings,
-    temporal_client: TemporalClient,
-    resources: WorkerResources,
-    owner_engine: AsyncEngine,
-) -> None:
-    worker = tenants_worker_with(
-        temporal_client, resources, settings.task_queue("tenants"), [slow_activation]
-    )
-    async with worker:
-        admin = token()
-        response = await api.post("/v1/tenants", json=BODY, headers=auth(admin))
-        location = response.headers["Location"]
-        operation = await wait_for_step(api, admin, location, "activate_tenant")
-        assert (await api.post(operation["links"]["cancel"], headers=auth(admin))).status == 202
-        final = await wait_for_status(api, admin, location)
-    assert final["status"] == "cancelled", final["error"]
-    assert await tenant_rows(owner_engine) == 0

@@ -22,13 +22,12 @@ from temporalio.worker import Replayer, Worker
 
 from adx_core.settings import Settings
 from adx_core.temporal.client import data_converter, interceptors
-from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
 from adx_workers.tenants.worker import WORKFLOWS as TENANT_WORKFLOWS
 from tests.conftest import TokenFactory
 from tests.integration.test_compensation import activation_hangs, storage_is_down
 from tests.integration.test_tenant_slice import BODY, auth, wait_for_status, wait_for_step
-from tests.support.workers import tenants_worker_with
+from tests.support.workers import WorkerFactory
 
 HISTORIES = Path(__file__).parent / "histories"
 WORKFLOWS = [*TENANT_WORKFLOWS]
@@ -85,14 +84,10 @@ async def test_record_tenant_provisioning_success(
 async def test_record_tenant_provisioning_compensation(
     api: Client,
     token: TokenFactory,
-    settings: Settings,
+    worker_with: WorkerFactory,
     temporal_client: TemporalClient,
-    resources: WorkerResources,
 ) -> None:
-    worker = tenants_worker_with(
-        temporal_client, resources, settings.task_queue("tenants"), [storage_is_down]
-    )
-    async with worker:
+    async with worker_with(storage_is_down):
         response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
         final = await wait_for_status(api, token(), response.headers["Location"])
     assert final["status"] == "failed"
@@ -103,14 +98,10 @@ async def test_record_tenant_provisioning_compensation(
 async def test_record_tenant_provisioning_cancel(
     api: Client,
     token: TokenFactory,
-    settings: Settings,
+    worker_with: WorkerFactory,
     temporal_client: TemporalClient,
-    resources: WorkerResources,
 ) -> None:
-    worker = tenants_worker_with(
-        temporal_client, resources, settings.task_queue("tenants"), [activation_hangs]
-    )
-    async with worker:
+    async with worker_with(activation_hangs):
         response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
         location = response.headers["Location"]
         await wait_for_step(api, token(), location, "activate_tenant")

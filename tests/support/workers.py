@@ -14,6 +14,8 @@ from adx_workers.sandbox import workflow_runner
 from adx_workers.tenants.activities import TenantActivities
 from adx_workers.tenants.worker import WORKFLOWS
 
+WorkerFactory = Callable[..., Worker]
+
 
 def activity_name(fn: Callable[..., Any]) -> str:
     definition = getattr(fn, "__temporal_activity_definition")
