@@ -20,18 +20,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes
 
-from adx_api.operations import search_attributes
-from adx_api.routes.tenants import CreateTenantIn
+from adx_api.routes.tenants import CreateTenantIn, start_provisioning
 from adx_core.auth import Role, mint_token, verify_token
 from adx_core.contracts.progress import PROGRESS_QUERY, ProgressQuery, ProgressSnapshot
 from adx_core.contracts.tenants import (
     PLATFORM_TENANT_ID,
-    TASK_QUEUE,
-    TENANT_PROVISIONING_WORKFLOW,
-    TenantAdmin,
-    TenantCreationRequest,
 )
 from adx_core.db.engine import create_engine, create_sessions
 from adx_core.db.repositories import tenant_id_for_slug
@@ -100,29 +94,9 @@ async def breakdown(
                     return await tenant_id_for_slug(session, slug)
 
             await _timed(series["slug_lookup (SQL)"], lookup)
-            tenant_id = str(uuid.uuid4())
-            request = TenantCreationRequest(
-                tenant_id=tenant_id,
-                slug=parsed.slug,
-                display_name=parsed.display_name,
-                plan=parsed.plan,
-                admin=TenantAdmin(email=parsed.admin.email, name=parsed.admin.name),
-                requested_by=claims.user_id,
-            )
-            attributes = search_attributes(claims.tenant_id, uuid.uuid4().hex)
 
-            async def start(
-                request: TenantCreationRequest = request,
-                attributes: TypedSearchAttributes = attributes,
-            ) -> Any:
-                return await client.start_workflow(
-                    TENANT_PROVISIONING_WORKFLOW,
-                    request,
-                    id=f"tenant-provisioning-{request.tenant_id}",
-                    task_queue=settings.task_queue(TASK_QUEUE),
-                    search_attributes=attributes,
-                    memo={"subject_tenant_id": request.tenant_id, "requested_by": user_id},
-                )
+            async def start(parsed: CreateTenantIn = parsed, claims: Any = claims) -> Any:
+                return await start_provisioning(client, settings, parsed, claims, uuid.uuid4().hex)
 
             handle = await _timed(series["start_workflow (gRPC)"], start)
             started.append(handle.id)

@@ -118,27 +118,6 @@ def build_document() -> dict[str, Any]:
                 }
             },
             "responses": {
-                "Payloads": {
-                    "type": "object",
-                    "properties": {
-                        "payloads": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "metadata": {
-                                        "type": "object",
-                                        "additionalProperties": {
-                                            "type": "string",
-                                            "contentEncoding": "base64",
-                                        },
-                                    },
-                                    "data": {"type": "string", "contentEncoding": "base64"},
-                                },
-                            },
-                        }
-                    },
-                },
                 "Problem": {
                     "description": "An RFC 9457 problem document",
                     "content": {

@@ -126,3 +126,12 @@ def test_create_tenant_body_refuses_unknown_fields(document: dict[str, Any]) -> 
     assert set(body["required"]) == {"slug", "display_name", "admin"}
     assert body["properties"]["slug"]["pattern"]
     assert document["openapi"].startswith("3.1")
+
+
+def test_components_are_of_their_kind() -> None:
+    """Reusable responses are response objects and schemas are schemas, not mixed up."""
+    components = build_document()["components"]
+    for name, response in components["responses"].items():
+        assert "description" in response, name
+    for name, schema in components["schemas"].items():
+        assert "description" not in schema or "type" in schema or "$ref" in schema, name

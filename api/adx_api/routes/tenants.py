@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from adx_api.keys import SESSIONS, SETTINGS, TEMPORAL, claims_of, context_of
 from adx_api.operations import Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_api.routes.common import operation_response, read_json, require_role
-from adx_core.auth import Role
+from adx_core.auth import Claims, Role
 from adx_core.contracts.tenants import (
     TASK_QUEUE,
     TENANT_PROVISIONING_WORKFLOW,
@@ -23,6 +24,7 @@ from adx_core.contracts.tenants import (
 )
 from adx_core.db.repositories import tenant_id_for_slug
 from adx_core.metrics import WORKFLOWS_STARTED
+from adx_core.settings import Settings
 
 Slug = Annotated[
     str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$", min_length=3, max_length=40)
@@ -61,6 +63,32 @@ class CreateTenantIn(BaseModel):
     admin: AdminIn
 
 
+async def start_provisioning(
+    client: Client,
+    settings: Settings,
+    body: CreateTenantIn,
+    claims: Claims,
+    correlation_id: str,
+) -> WorkflowHandle[Any, Any]:
+    """Start tenant_provisioning_workflow for a validated request, with a fresh tenant id."""
+    tenant_id = str(uuid.uuid4())
+    return await client.start_workflow(
+        TENANT_PROVISIONING_WORKFLOW,
+        TenantCreationRequest(
+            tenant_id=tenant_id,
+            slug=body.slug,
+            display_name=body.display_name,
+            plan=body.plan,
+            admin=TenantAdmin(email=body.admin.email, name=body.admin.name),
+            requested_by=claims.user_id,
+        ),
+        id=f"tenant-provisioning-{tenant_id}",
+        task_queue=settings.task_queue(TASK_QUEUE),
+        search_attributes=search_attributes(claims.tenant_id, correlation_id),
+        memo={"subject_tenant_id": tenant_id, "requested_by": claims.user_id},
+    )
+
+
 async def create_tenant(request: web.Request) -> web.Response:
     claims = claims_of(request)
     require_role(claims, Role.PLATFORM_ADMIN)
@@ -71,26 +99,10 @@ async def create_tenant(request: web.Request) -> web.Response:
         if await tenant_id_for_slug(session, body.slug) is not None:
             raise ProblemError(409, "conflict", f"the slug {body.slug!r} is taken")
 
-    settings = request.app[SETTINGS]
-    tenant_id = str(uuid.uuid4())
-    ctx = context_of(request)
-    workflow_input = TenantCreationRequest(
-        tenant_id=tenant_id,
-        slug=body.slug,
-        display_name=body.display_name,
-        plan=body.plan,
-        admin=TenantAdmin(email=body.admin.email, name=body.admin.name),
-        requested_by=claims.user_id,
-    )
     client = request.app[TEMPORAL]
     try:
-        handle = await client.start_workflow(
-            TENANT_PROVISIONING_WORKFLOW,
-            workflow_input,
-            id=f"tenant-provisioning-{tenant_id}",
-            task_queue=settings.task_queue(TASK_QUEUE),
-            search_attributes=search_attributes(claims.tenant_id, ctx.correlation_id),
-            memo={"subject_tenant_id": tenant_id, "requested_by": claims.user_id},
+        handle = await start_provisioning(
+            client, request.app[SETTINGS], body, claims, context_of(request).correlation_id
         )
     except WorkflowAlreadyStartedError:  # a fresh uuid4 makes this a bug, not a user error
         raise ProblemError(409, "conflict", "the operation already exists") from None

@@ -245,6 +245,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
+            # NotImplementedError: loops without signal support (Windows); RuntimeError:
+            # no loop signal handling here. Ctrl-C then arrives as KeyboardInterrupt.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
                 installed.append(sig)
