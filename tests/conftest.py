@@ -33,6 +33,7 @@ from adx_core.settings import Settings
 from adx_core.temporal.client import connect
 from adx_workers.resources import WorkerResources
 from adx_workers.tenants.worker import build_worker as build_tenants_worker
+from tests.support.mail import Mailbox, SmtpServer
 from tests.support.otlp import TraceReceiver
 from tests.support.servers import start_postgres, start_temporal
 from tests.support.workers import WorkerFactory, tenants_worker_with
@@ -66,8 +67,28 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: SmtpServer) -> Mailbox:
+    """This test's view of the SMTP server: empty at the start, refusing nobody."""
+    smtp_server.mailbox.clear()
+    return smtp_server.mailbox
+
+
+@pytest.fixture(scope="session")
 def base_settings(
-    postgres: EmbeddedPostgres, temporal_env: WorkflowEnvironment, session_dir: Path
+    postgres: EmbeddedPostgres,
+    temporal_env: WorkflowEnvironment,
+    session_dir: Path,
+    smtp_server: SmtpServer,
 ) -> Settings:
     postgres.create_database("adx")
     return Settings(
@@ -81,6 +102,8 @@ def base_settings(
         jwt_secret=JWT_SECRET,
         storage_root=session_dir / "storage",
         database_pool_size=5,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
     )
 
 
@@ -124,7 +147,13 @@ def _json_logs() -> None:
 @pytest.fixture
 async def clean_tables(owner_engine: AsyncEngine) -> None:
     async with owner_engine.begin() as conn:
-        await conn.execute(text("TRUNCATE audit_log, files, memberships, users RESTART IDENTITY"))
+        await conn.execute(
+            text(
+                "TRUNCATE audit_log, files, memberships, tenant_quotas, tenant_role_permissions,"
+                " tenant_usage, tenant_alerts, payments, auth_sessions, invitations,"
+                " notifications_sent, users RESTART IDENTITY"
+            )
+        )
         await conn.execute(
             text("DELETE FROM tenants WHERE id <> CAST(:platform AS uuid)"),
             {"platform": PLATFORM_TENANT_ID},
@@ -143,11 +172,18 @@ def settings(migrated: Settings, tmp_path: Path, clean_tables: None) -> Settings
 
 
 @pytest.fixture
-def resources(settings: Settings, app_engine: AsyncEngine, sessions: Sessions) -> WorkerResources:
+def resources(
+    settings: Settings, app_engine: AsyncEngine, sessions: Sessions, mailbox: Mailbox
+) -> WorkerResources:
+    from adx_core.notifications import notifier_from_settings
     from adx_core.storage import LocalStorage
 
     return WorkerResources(
-        engine=app_engine, sessions=sessions, storage=LocalStorage(settings.storage_root)
+        settings=settings,
+        engine=app_engine,
+        sessions=sessions,
+        storage=LocalStorage(settings.storage_root),
+        notifier=notifier_from_settings(settings),
     )
 
 

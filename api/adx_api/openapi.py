@@ -6,28 +6,30 @@ from typing import Any
 
 from aiohttp import web
 
-from adx_api.routes.tenants import CreateTenantIn
+from adx_api.openapi_parts import OPERATION as _OPERATION
+from adx_api.openapi_parts import OPERATION_ID_PARAM as _ID_PARAM
+from adx_api.openapi_parts import errors as _errors
+from adx_api.routes import tenants, upgrade, users
 
-_PROBLEM = {"$ref": "#/components/responses/Problem"}
-_OPERATION = {
-    "description": "The operation",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Operation"}}},
-}
-_ID_PARAM = {
-    "name": "id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[a-z][a-z0-9-]{2,80}$"},
-}
+# Route modules that describe their own paths and request models.
+ROUTE_MODULES = (tenants, upgrade, users)
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _PROBLEM for code in codes}
+def _module_parts() -> tuple[dict[str, Any], dict[str, Any]]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for module in ROUTE_MODULES:
+        for path, item in module.OPENAPI_PATHS.items():
+            paths.setdefault(path, {}).update(item)
+        for model in module.OPENAPI_MODELS:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+    return paths, schemas
 
 
 def build_document() -> dict[str, Any]:
-    tenant_schema = CreateTenantIn.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = tenant_schema.pop("$defs", {})
+    module_paths, module_schemas = _module_parts()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -41,29 +43,7 @@ def build_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/v1/tenants": {
-                "post": {
-                    "summary": "Provision a tenant (tenant_provisioning_workflow)",
-                    "operationId": "createTenant",
-                    "parameters": [{"$ref": "#/components/parameters/Prefer"}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/CreateTenantIn"}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _OPERATION,
-                        "202": {
-                            **_OPERATION,
-                            "headers": {"Location": {"schema": {"type": "string"}}},
-                        },
-                        **_errors(400, 401, 403, 409, 413, 415, 422),
-                    },
-                }
-            },
+            **module_paths,
             "/v1/operations/{id}": {
                 "get": {
                     "summary": "An operation's status, progress, result or error",
@@ -128,8 +108,7 @@ def build_document() -> dict[str, Any]:
                 },
             },
             "schemas": {
-                **defs,
-                "CreateTenantIn": tenant_schema,
+                **module_schemas,
                 "Payloads": {
                     "type": "object",
                     "properties": {

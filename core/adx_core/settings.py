@@ -14,7 +14,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -26,6 +33,22 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+class NotifyProvider(StrEnum):
+    SMTP = "smtp"
+    WEBHOOK = "webhook"
+
+
+class SmtpSecurity(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class PaymentProvider(StrEnum):
+    MANUAL = "manual"
+    STRIPE = "stripe"
 
 
 class SettingsError(RuntimeError):
@@ -107,6 +130,33 @@ class Settings(BaseSettings):
     # Storage: the local provider's root. Each tenant lives under tenants/<tenant id>/.
     storage_root: Path = Path(".adx/storage")
 
+    # Notifications (welcome, invitations, quota alerts): SMTP or a signed webhook.
+    notify_provider: NotifyProvider = NotifyProvider.SMTP
+    notify_from: str = "ADX Core <noreply@adx.local>"
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: SmtpSecurity = SmtpSecurity.NONE
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    notify_webhook_url: str | None = None
+    notify_webhook_secret: SecretStr | None = None
+
+    # Payments for plan upgrades: ``manual`` (development, invoicing) or Stripe.
+    payment_provider: PaymentProvider = PaymentProvider.MANUAL
+    stripe_api_key: SecretStr | None = None
+    # Only to point the SDK at another endpoint (a test server); Stripe's own by default.
+    stripe_api_base: str | None = None
+
+    # The tenant-context cache: Redis when set (REDIS_URL or ADX_REDIS_URL), else in-process.
+    redis_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ADX_REDIS_URL", "REDIS_URL", "redis_url")
+    )
+    tenant_context_ttl_seconds: int = Field(default=60, ge=1, le=3600)
+
+    # How often tenant_monitoring_workflow samples usage, unless a tenant's run says otherwise.
+    monitoring_interval_seconds: int = Field(default=300, ge=10, le=86_400)
+
     # Telemetry: OTLP is on only when an endpoint is set (OTEL_* variables also apply).
     otlp_endpoint: str | None = None
     service_name: str = "adx-core"
@@ -161,6 +211,10 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"production needs {', '.join(missing)}")
+        if self.payment_provider is PaymentProvider.STRIPE and self.stripe_api_key is None:
+            raise ValueError("ADX_PAYMENT_PROVIDER=stripe needs ADX_STRIPE_API_KEY")
+        if self.notify_provider is NotifyProvider.WEBHOOK and not self.notify_webhook_url:
+            raise ValueError("ADX_NOTIFY_PROVIDER=webhook needs ADX_NOTIFY_WEBHOOK_URL")
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError("ADX_JWT_SECRET must be at least 32 characters")
         return self

@@ -8,24 +8,31 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adx_core.db.engine import Sessions, create_engine, create_sessions
+from adx_core.notifications import Notifier, notifier_from_settings
 from adx_core.settings import Settings
 from adx_core.storage import LocalStorage, StorageProvider
 
 
 @dataclass
 class WorkerResources:
+    settings: Settings
     engine: AsyncEngine
     sessions: Sessions
     storage: StorageProvider
+    notifier: Notifier
     graceful_shutdown: timedelta = timedelta(seconds=20)
 
     @classmethod
     def open(cls, settings: Settings) -> WorkerResources:
+        # The notifier first: a missing SMTP or webhook setting stops the worker at start.
+        notifier = notifier_from_settings(settings)
         engine = create_engine(settings)
         return cls(
+            settings=settings,
             engine=engine,
             sessions=create_sessions(engine),
             storage=LocalStorage(settings.storage_root),
+            notifier=notifier,
         )
 
     async def close(self) -> None:

@@ -6,17 +6,22 @@ import asyncio
 import contextlib
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from adx_api.keys import SETTINGS
-from adx_api.operations import Operation, Operations
+from adx_api.keys import SETTINGS, TEMPORAL, claims_of, context_of
+from adx_api.operations import Operation, Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_core.auth import Claims, Role
+from adx_core.contracts.tenants import PLATFORM_TENANT_ID
+from adx_core.metrics import WORKFLOWS_STARTED
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -59,6 +64,31 @@ def require_role(claims: Claims, *roles: Role) -> None:
         )
 
 
+def parse_uuid(value: str, what: str = "resource") -> uuid.UUID:
+    """A path id; anything that is not a UUID cannot name a resource, so it is a 404."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise ProblemError(404, "not-found", f"no such {what}") from None
+    if str(parsed) != value.lower():  # refuse braces, urn: prefixes and other spellings
+        raise ProblemError(404, "not-found", f"no such {what}")
+    return parsed
+
+
+def is_platform_admin(claims: Claims) -> bool:
+    return claims.tenant_id == PLATFORM_TENANT_ID and claims.has_any(Role.PLATFORM_ADMIN)
+
+
+def tenant_in_reach(claims: Claims, tenant_id: str) -> uuid.UUID:
+    """The tenant a path names, if the caller may see it: their own tenant, or any tenant
+    for a platform admin. Another tenant's id is a 404, never a 403: its existence is not
+    the caller's business."""
+    parsed = parse_uuid(tenant_id, "tenant")
+    if str(parsed) != claims.tenant_id and not is_platform_admin(claims):
+        raise ProblemError(404, "not-found", "no such tenant")
+    return parsed
+
+
 def prefer_wait(request: web.Request) -> int | None:
     """RFC 7240 ``Prefer: wait=N``, capped so a request cannot hold a connection forever."""
     header = request.headers.get("Prefer")
@@ -93,3 +123,46 @@ async def operation_response(
     operation = await operations.build(handle, description)
     status = 200 if operation.status in ("succeeded", "failed", "cancelled") else 202
     return web.json_response(operation.to_json(), status=status, headers=headers)
+
+
+async def start_operation(
+    request: web.Request,
+    *,
+    workflow: str,
+    arg: object,
+    workflow_id: str,
+    domain: str,
+    subject_tenant_id: str,
+    join_running: bool = False,
+    conflict_detail: str = "the operation already exists",
+) -> web.Response:
+    """Start ``workflow`` for the caller and answer with its operation (202, or 200 with
+    ``Prefer: wait``). The operation belongs to the caller's tenant.
+
+    ``join_running``: a second request for a workflow id that is still running answers
+    with the running operation rather than 409 (for operations that are one per subject,
+    such as removing a tenant). Otherwise a duplicate id is a 409 conflict.
+    """
+    claims = claims_of(request)
+    client = request.app[TEMPORAL]
+    try:
+        handle = await client.start_workflow(
+            workflow,
+            arg,
+            id=workflow_id,
+            task_queue=request.app[SETTINGS].task_queue(domain),
+            search_attributes=search_attributes(
+                claims.tenant_id, context_of(request).correlation_id
+            ),
+            memo={"subject_tenant_id": subject_tenant_id, "requested_by": claims.user_id},
+            id_conflict_policy=(
+                WorkflowIDConflictPolicy.USE_EXISTING
+                if join_running
+                else WorkflowIDConflictPolicy.FAIL
+            ),
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise ProblemError(409, "conflict", conflict_detail) from None
+    WORKFLOWS_STARTED.labels(workflow).inc()
+    return await operation_response(request, Operations(client), handle, workflow)

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from adx_api.keys import SESSIONS, SETTINGS, TEMPORAL, claims_of, context_of
+from adx_api.openapi_parts import workflow_post
 from adx_api.operations import Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_api.routes.common import operation_response, read_json, require_role
@@ -110,6 +111,25 @@ async def create_tenant(request: web.Request) -> web.Response:
     return await operation_response(
         request, Operations(client), handle, TENANT_PROVISIONING_WORKFLOW
     )
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/tenants": {
+        "post": workflow_post(
+            "Provision a tenant (tenant_provisioning_workflow); platform admins",
+            "createTenant",
+            "CreateTenantIn",
+            400,
+            401,
+            403,
+            409,
+            413,
+            415,
+            422,
+        ),
+    },
+}
+OPENAPI_MODELS: tuple[type[BaseModel], ...] = (CreateTenantIn,)
 
 
 def add_routes(app: web.Application) -> None:

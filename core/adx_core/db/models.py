@@ -17,8 +17,10 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     String,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -35,6 +37,13 @@ class Base(DeclarativeBase):
 class Tenant(Base):
     __tablename__ = "tenants"
     __table_args__ = (
+        # A failed or deprovisioned tenant stays on record but frees its slug.
+        Index(
+            "uq_tenants_live_slug",
+            "slug",
+            unique=True,
+            postgresql_where=text("status NOT IN ('failed', 'deprovisioned')"),
+        ),
         CheckConstraint("slug ~ '^[a-z][a-z0-9-]{1,38}[a-z0-9]$'", name="slug_format"),
         CheckConstraint("plan IN ('free', 'pro', 'enterprise')", name="plan_known"),
         CheckConstraint(
@@ -44,11 +53,14 @@ class Tenant(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    slug: Mapped[str] = mapped_column(String(40))
     display_name: Mapped[str] = mapped_column(String(200))
     plan: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))
     storage_prefix: Mapped[str] = mapped_column(String(200))
+    # The step and cause of a failed provisioning: {"step": ..., "cause": ...}.
+    failure: Mapped[dict[str, Any] | None]
+    settings: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -62,6 +74,9 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), server_default="active")
+    active_tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -114,4 +129,121 @@ class AuditEntry(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-TENANT_TABLES = ("tenants", "memberships", "files", "audit_log")
+def _tenant_fk(primary_key: bool = False) -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=primary_key)
+
+
+class TenantQuota(Base):
+    __tablename__ = "tenant_quotas"
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk(primary_key=True)
+    storage_bytes: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(BigInteger)
+    users: Mapped[int] = mapped_column(BigInteger)
+    db_rows: Mapped[int] = mapped_column(BigInteger)
+    file_bytes: Mapped[int] = mapped_column(BigInteger)
+    features: Mapped[list[str]] = mapped_column(JSONB, server_default="[]")
+    overrides: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class TenantRolePermission(Base):
+    __tablename__ = "tenant_role_permissions"
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk(primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), primary_key=True)
+    permission: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class TenantUsage(Base):
+    """The latest usage sample the monitoring workflow took."""
+
+    __tablename__ = "tenant_usage"
+
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk(primary_key=True)
+    storage_bytes: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(BigInteger)
+    users: Mapped[int] = mapped_column(BigInteger)
+    db_rows: Mapped[int] = mapped_column(BigInteger)
+    sampled_at: Mapped[datetime]
+
+
+class TenantAlert(Base):
+    __tablename__ = "tenant_alerts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    resource: Mapped[str] = mapped_column(String(32))
+    threshold_percent: Mapped[int] = mapped_column(Integer)
+    usage: Mapped[int] = mapped_column(BigInteger)
+    quota: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    intent_id: Mapped[str | None] = mapped_column(String(255))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20))
+    failure: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class AuthSession(Base):
+    """A session a token was issued for (its ``sid`` claim); revoking it ends the token."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(20))
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class NotificationSent(Base):
+    __tablename__ = "notifications_sent"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    template: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+TENANT_TABLES = (
+    "tenants",
+    "memberships",
+    "files",
+    "audit_log",
+    "tenant_quotas",
+    "tenant_role_permissions",
+    "tenant_usage",
+    "tenant_alerts",
+    "payments",
+    "auth_sessions",
+    "invitations",
+    "notifications_sent",
+)
