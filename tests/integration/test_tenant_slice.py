@@ -11,10 +11,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client as TemporalClient
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Worker
 
+from adx_core.contracts.plans import PLANS, Plan
 from adx_core.settings import Settings
 from tests.conftest import TokenFactory
+from tests.support.mail import Mailbox
 
 Client = TestClient[web.Request, web.Application]
 
@@ -24,6 +28,9 @@ BODY = {
     "plan": "pro",
     "admin": {"email": "ada@acme.test", "name": "Ada"},
 }
+
+
+PHASES = ("step_started", "step_finished")
 
 
 def auth(token: str) -> dict[str, str]:
@@ -63,6 +70,8 @@ async def test_create_tenant_end_to_end(
     tenants_worker: Worker,
     owner_engine: AsyncEngine,
     settings: Settings,
+    mailbox: Mailbox,
+    temporal_client: TemporalClient,
 ) -> None:
     admin = token()
     response = await api.post("/v1/tenants", json=BODY, headers=auth(admin))
@@ -102,9 +111,33 @@ async def test_create_tenant_end_to_end(
             .scalars()
             .all()
         )
+        quotas = (
+            await conn.execute(
+                text(
+                    "SELECT users, features FROM tenant_quotas WHERE tenant_id = CAST(:id AS uuid)"
+                ),
+                {"id": tenant["tenant_id"]},
+            )
+        ).one()
+        admin_role = await conn.scalar(
+            text(
+                "SELECT m.role FROM memberships m JOIN users u ON u.id = m.user_id "
+                "WHERE m.tenant_id = CAST(:id AS uuid) AND u.email = 'ada@acme.test'"
+            ),
+            {"id": tenant["tenant_id"]},
+        )
     assert tuple(row) == ("acme", "active", "pro")
-    assert actions == ["tenant.created", "tenant.activated"]
+    assert actions == ["tenant.created", "membership.created", "tenant.activated"]
     assert (settings.storage_root / tenant["storage_prefix"]).is_dir()
+    assert tuple(quotas) == (PLANS[Plan.PRO].quotas.users, list(PLANS[Plan.PRO].features))
+    assert admin_role == "tenant-admin"
+    (welcome,) = mailbox.wait_for("ada@acme.test")
+    assert "Acme" in welcome["Subject"]
+    # Monitoring runs on as an abandoned child of the finished provisioning.
+    monitoring = temporal_client.get_workflow_handle(tenant["monitoring_workflow_id"])
+    description = await monitoring.describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    await monitoring.signal("stop")
 
 
 async def test_prefer_wait_answers_200_with_the_result(
@@ -170,14 +203,13 @@ async def test_sse_streams_steps_in_order_then_completes(
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     steps = [(data["phase"], data["step"]) for _, kind, data in events if kind == "step"]
-    assert steps == [
-        ("step_started", "create_tenant_record"),
-        ("step_finished", "create_tenant_record"),
-        ("step_started", "create_tenant_storage"),
-        ("step_finished", "create_tenant_storage"),
-        ("step_started", "activate_tenant"),
-        ("step_finished", "activate_tenant"),
-    ]
+    sequential = ["validate_request", "create_tenant_record"]
+    later = ["create_admin_user", "send_welcome_notification", "start_monitoring"]
+    assert steps[:4] == [(phase, step) for step in sequential for phase in PHASES]
+    # Database and storage run side by side: both start, then both finish, in any order.
+    assert set(steps[4:8]) == {(p, s) for s in ("setup_database", "setup_storage") for p in PHASES}
+    assert steps[4:6] == [("step_started", "setup_database"), ("step_started", "setup_storage")]
+    assert steps[8:] == [(phase, step) for step in [*later, "activate_tenant"] for phase in PHASES]
     last_id, last_kind, last_data = events[-1]
     assert last_kind == "completed"
     assert last_data["status"] == "succeeded"

@@ -1,8 +1,9 @@
-"""Kill the worker with SIGKILL in the middle of an activity; a new worker finishes the job.
+"""Kill the worker with SIGKILL in the middle of provisioning; a new worker finishes the job.
 
-The activity is held mid-flight by a table lock, so the kill lands while the worker is
-inside ``create_tenant_record_activity`` with a transaction open. Temporal times the
-attempt out and retries it on the restarted worker; the keyed insert makes the retry safe.
+The admin-user step is held mid-flight by a table lock, so the kill lands while the worker
+is inside ``create_admin_user_activity`` with a transaction open, after the record, the
+database setup and the storage are done. Temporal times the attempt out and retries it on
+the restarted worker; keyed writes make the retry safe, so no row exists twice.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adx_cli.devstack.net import free_port, is_http_ready
+from adx_core.contracts.permissions import DEFAULT_ROLE_PERMISSIONS
 from adx_core.settings import Settings
 from tests.conftest import TokenFactory
 from tests.integration.test_tenant_slice import BODY, auth, wait_for_status
@@ -54,8 +56,8 @@ async def test_sigkilled_worker_loses_nothing(
         )
         async with owner_engine.connect() as blocker:
             transaction = await blocker.begin()
-            # Blocks INSERTs into tenants, not reads: the API's slug check still answers.
-            await blocker.execute(text("LOCK TABLE tenants IN EXCLUSIVE MODE"))
+            # Blocks writes to memberships, not reads: the steps before it still run.
+            await blocker.execute(text("LOCK TABLE memberships IN EXCLUSIVE MODE"))
             response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
             assert response.status == 202
             location = response.headers["Location"]
@@ -63,8 +65,8 @@ async def test_sigkilled_worker_loses_nothing(
             async with owner_engine.connect() as probe:
 
                 async def insert_is_waiting() -> bool:
-                    # Only the activity's insert can wait on a lock as the app role: the
-                    # API's slug lookup reads, which this lock allows. (The query text is
+                    # Only the admin step's insert can wait on a lock as the app role: the
+                    # other steps read memberships at most, which this lock allows. (The query text is
                     # not reliable here: a statement waiting in Parse shows the previous one.)
                     waiting = await probe.scalar(
                         text(
@@ -85,17 +87,29 @@ async def test_sigkilled_worker_loses_nothing(
         assert final["status"] == "succeeded", final
         tenant_id = final["result"]["tenant_id"]
 
+        counts = {}
         async with owner_engine.connect() as conn:
-            tenants = await conn.scalar(text("SELECT count(*) FROM tenants WHERE slug = 'acme'"))
-            created = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM audit_log WHERE action = 'tenant.created' "
-                    "AND tenant_id = CAST(:id AS uuid)"
-                ),
-                {"id": tenant_id},
-            )
-        assert tenants == 1
-        assert created == 1  # the retried attempt did not apply the insert twice
+            for name, query in {
+                "tenants": "SELECT count(*) FROM tenants WHERE id = CAST(:id AS uuid)",
+                "quotas": "SELECT count(*) FROM tenant_quotas WHERE tenant_id = CAST(:id AS uuid)",
+                "permissions": "SELECT count(*) FROM tenant_role_permissions "
+                "WHERE tenant_id = CAST(:id AS uuid)",
+                "members": "SELECT count(*) FROM memberships WHERE tenant_id = CAST(:id AS uuid)",
+                "users": "SELECT count(*) FROM users WHERE email = 'ada@acme.test'",
+                "audit": "SELECT count(*) FROM audit_log WHERE tenant_id = CAST(:id AS uuid)",
+            }.items():
+                counts[name] = await conn.scalar(text(query), {"id": tenant_id})
+        expected_permissions = sum(len(p) for p in DEFAULT_ROLE_PERMISSIONS.values())
+        # The retried attempts applied nothing twice: created, membership, activated.
+        assert counts == {
+            "tenants": 1,
+            "quotas": 1,
+            "permissions": expected_permissions,
+            "members": 1,
+            "users": 1,
+            "audit": 3,
+        }
+        assert final["result"]["status"] == "active"
         assert (settings.storage_root / final["result"]["storage_prefix"]).is_dir()
     finally:
         for process in (worker, second):

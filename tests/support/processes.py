@@ -28,6 +28,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ADX_JWT_SECRET": settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
         "ADX_STORAGE_ROOT": str(settings.storage_root),
         "ADX_LOG_FORMAT": "json",
+        "ADX_SMTP_HOST": settings.smtp_host,
+        "ADX_SMTP_PORT": str(settings.smtp_port),
+        "ADX_PAYMENT_PROVIDER": settings.payment_provider.value,
+        "ADX_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else None,
     }
     env.update({key: value for key, value in values.items() if value is not None})
     return env

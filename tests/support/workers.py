@@ -11,8 +11,7 @@ from temporalio.worker import Worker
 
 from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
-from adx_workers.tenants.activities import TenantActivities
-from adx_workers.tenants.worker import WORKFLOWS
+from adx_workers.tenants.worker import WORKFLOWS, activities_for
 
 WorkerFactory = Callable[..., Worker]
 
@@ -28,9 +27,7 @@ def tenants_worker_with(
     task_queue: str,
     overrides: Sequence[Callable[..., Any]],
 ) -> Worker:
-    activities = {
-        activity_name(a): a for a in TenantActivities(resources.sessions, resources.storage).all()
-    }
+    activities = {activity_name(a): a for a in activities_for(resources)}
     for fake in overrides:
         assert activity_name(fake) in activities, f"no real activity named {activity_name(fake)}"
         activities[activity_name(fake)] = fake

@@ -71,7 +71,6 @@ def deprovisioning_workflow_id(tenant_id: str) -> str:
 VALIDATE_TENANT_REQUEST_ACTIVITY = "validate_tenant_request_activity"
 CREATE_TENANT_RECORD_ACTIVITY = "create_tenant_record_activity"
 MARK_TENANT_FAILED_ACTIVITY = "mark_tenant_failed_activity"
-DELETE_TENANT_RECORD_ACTIVITY = "delete_tenant_record_activity"
 SETUP_TENANT_DATABASE_ACTIVITY = "setup_tenant_database_activity"
 TEARDOWN_TENANT_DATABASE_ACTIVITY = "teardown_tenant_database_activity"
 CREATE_TENANT_STORAGE_ACTIVITY = "create_tenant_storage_activity"
@@ -84,6 +83,7 @@ LOAD_TENANT_ACTIVITY = "load_tenant_activity"
 SUSPEND_TENANT_ACTIVITY = "suspend_tenant_activity"
 EXPORT_TENANT_ACTIVITY = "export_tenant_activity"
 REMOVE_TENANT_DATA_ACTIVITY = "remove_tenant_data_activity"
+REMOVE_TENANT_STORAGE_ACTIVITY = "remove_tenant_storage_activity"
 FINISH_DEPROVISIONING_ACTIVITY = "finish_deprovisioning_activity"
 
 
@@ -214,6 +214,25 @@ class TenantSnapshot:
 
 
 @dataclass(frozen=True)
+class StatusResult:
+    changed: bool
+
+
+@dataclass(frozen=True)
+class DeprovisioningSummary:
+    tenant_id: str
+    requested_by: str
+    objects_removed: int
+    rows_removed: int
+    export_key: str | None
+
+
+@dataclass(frozen=True)
+class RemoveStorageResult:
+    objects_removed: int
+
+
+@dataclass(frozen=True)
 class ExportResult:
     key: str
     objects: int
@@ -229,3 +248,5 @@ class RemoveDataResult:
 SLUG_TAKEN = "SlugTaken"
 INVALID_TENANT_REQUEST = "InvalidTenantRequest"
 TENANT_NOT_FOUND = "TenantNotFound"
+# Deprovisioning refuses a tenant whose provisioning is still running; cancel that first.
+TENANT_BUSY = "TenantBusy"

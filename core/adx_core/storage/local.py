@@ -6,6 +6,8 @@ import asyncio
 import shutil
 from pathlib import Path
 
+from adx_core.storage.provider import PrefixUsage
+
 MARKER = ".adx-prefix"
 
 
@@ -56,3 +58,46 @@ class LocalStorage:
         count = sum(1 for p in path.rglob("*") if p.is_file() and p.name != MARKER)
         shutil.rmtree(path)
         return count
+
+    async def prefix_usage(self, prefix: str) -> PrefixUsage:
+        return await asyncio.to_thread(self._prefix_usage, self._path(prefix))
+
+    @staticmethod
+    def _prefix_usage(path: Path) -> PrefixUsage:
+        objects = size = 0
+        if path.is_dir():
+            for p in path.rglob("*"):
+                # The marker is ours, not the tenant's; a symlink could point anywhere.
+                if p.is_file() and not p.is_symlink() and p.name != MARKER:
+                    objects += 1
+                    size += p.stat().st_size
+        return PrefixUsage(objects=objects, bytes=size)
+
+    async def copy_prefix(self, source: str, target: str) -> int:
+        """Copy every object under ``source`` to the same relative key under ``target``;
+        the number copied. Copying again overwrites with the same content."""
+        return await asyncio.to_thread(self._copy_prefix, self._path(source), self._path(target))
+
+    @staticmethod
+    def _copy_prefix(source: Path, target: Path) -> int:
+        if not source.exists():
+            return 0
+        copied = 0
+        for path in source.rglob("*"):
+            if path.is_file() and path.name != MARKER:
+                destination = target / path.relative_to(source)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, destination)
+                copied += 1
+        return copied
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        """Write a small object atomically: a temporary file, then a rename."""
+        await asyncio.to_thread(self._put_bytes, self._path(key), data)
+
+    @staticmethod
+    def _put_bytes(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(data)
+        partial.replace(path)

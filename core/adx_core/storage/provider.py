@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PrefixUsage:
+    objects: int
+    bytes: int
 
 
 class StorageProvider(Protocol):
@@ -16,4 +23,16 @@ class StorageProvider(Protocol):
 
     async def delete_prefix(self, prefix: str) -> int:
         """Remove everything under the prefix; the number of objects removed (0 if absent)."""
+        ...
+
+    async def prefix_usage(self, prefix: str) -> PrefixUsage:
+        """The objects under the prefix and their total size; zero for an absent prefix."""
+        ...
+
+    async def copy_prefix(self, source: str, target: str) -> int:
+        """Copy everything under ``source`` to ``target``; the number of objects copied."""
+        ...
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        """Write one small object (an export manifest); replaces an existing one."""
         ...

@@ -1,28 +1,48 @@
-"""The worker that serves the tenants task queue."""
+"""The worker that serves the tenants task queue: the tenant workflows and activities,
+plus the notification activity every workflow may call."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from adx_core.contracts.tenants import TASK_QUEUE
+from adx_workers.common.notify import NotificationActivities
+from adx_workers.monitoring import worker as monitoring
 from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
 from adx_workers.tenants.activities import TenantActivities
+from adx_workers.tenants.deprovisioning import TenantDeprovisioningWorkflow
+from adx_workers.tenants.removal import RemovalActivities
 from adx_workers.tenants.workflows import TenantProvisioningWorkflow
 
-WORKFLOWS = [TenantProvisioningWorkflow]
+WORKFLOWS: list[type] = [
+    TenantProvisioningWorkflow,
+    TenantDeprovisioningWorkflow,
+    *monitoring.WORKFLOWS,
+]
+
+
+def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
+    return [
+        *TenantActivities(resources.sessions, resources.storage).all(),
+        *RemovalActivities(resources.sessions, resources.storage).all(),
+        *monitoring.activities_for(resources),
+        NotificationActivities(resources.sessions, resources.notifier).send_notification,
+    ]
 
 
 def build_worker(
     client: Client, resources: WorkerResources, task_queue: str = TASK_QUEUE
 ) -> Worker:
-    activities = TenantActivities(resources.sessions, resources.storage)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities.all(),
+        activities=activities_for(resources),
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=resources.graceful_shutdown,
     )

@@ -215,6 +215,27 @@ def upgrade() -> None:
         AS $$ SELECT id FROM public.users WHERE email = lower(p_email) $$
         """
     )
+    # Creating an identity may meet one that exists in another tenant (the same e-mail):
+    # INSERT ... ON CONFLICT needs to see the conflicting row, which RLS hides. This
+    # returns the id of the identity for the e-mail, creating it under ``p_id`` if new.
+    op.execute(
+        """
+        CREATE FUNCTION adx_ensure_identity(p_id uuid, p_email text, p_name text) RETURNS uuid
+        LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+        SET search_path = pg_catalog, public
+        SET adx.identity_lookup = 'on'
+        AS $$
+        DECLARE
+          found uuid;
+        BEGIN
+          INSERT INTO public.users (id, email, name) VALUES (p_id, lower(p_email), p_name)
+          ON CONFLICT (email) DO NOTHING;
+          SELECT id INTO found FROM public.users WHERE email = lower(p_email);
+          RETURN found;
+        END
+        $$
+        """
+    )
     op.execute(
         """
         CREATE FUNCTION adx_memberships_of_user(p_user uuid)
@@ -239,12 +260,17 @@ def upgrade() -> None:
             f"CREATE POLICY {name} ON {table} FOR SELECT TO CURRENT_USER "
             "USING (current_setting('adx.identity_lookup', true) = 'on')"
         )
-    for function in ("adx_user_id_for_email(text)", "adx_memberships_of_user(uuid)"):
+    for function in (
+        "adx_user_id_for_email(text)",
+        "adx_memberships_of_user(uuid)",
+        "adx_ensure_identity(uuid, text, text)",
+    ):
         op.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
         op.execute(f"GRANT EXECUTE ON FUNCTION {function} TO {role}")
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION IF EXISTS adx_ensure_identity(uuid, text, text)")
     op.execute("DROP FUNCTION IF EXISTS adx_memberships_of_user(uuid)")
     op.execute("DROP FUNCTION IF EXISTS adx_user_id_for_email(text)")
     for table in ("users", "memberships", "tenants"):

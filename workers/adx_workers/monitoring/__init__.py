@@ -1,0 +1,1 @@
+"""Tenant monitoring: tenant_monitoring_workflow and its activities (tenants task queue)."""
