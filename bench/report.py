@@ -17,6 +17,9 @@ from bench.stats import Series, Summary, ratio
 
 WORKFLOW_START_LIMIT_MS = 500.0  # seed: "Workflow start time: <500ms"
 PROVISIONING_LIMIT_MS = 120_000.0  # seed: "Tenant provisioning: complete within 2 minutes"
+# Issue 3: provisioning through the API at p50 under 1.5 s and p99 under 3 s.
+PROVISIONING_P50_MS = 1_500.0
+PROVISIONING_P99_MS = 3_000.0
 
 POST_202 = "POST /v1/tenants → 202"
 POST_WAIT = "POST /v1/tenants, Prefer: wait=30 → 200"
@@ -186,6 +189,20 @@ def requirement_rows(results: Results) -> list[list[str]]:
                 "met" if ok else "NOT met",
             ]
         )
+        if kind != POST_202:
+            # Measured with the welcome mail included (to an SMTP server on loopback), so
+            # the figure is an upper bound of the target, which excludes the notification.
+            ok = s.errors == 0 and s.count > 0
+            rows.append(
+                [
+                    "provisioning p50 < 1.5 s, p99 < 3 s (issue 3)",
+                    phase.name,
+                    f"p50 {_ms(s.p50_ms)} ms, p99 {_ms(s.p99_ms)} ms",
+                    "met"
+                    if ok and s.p50_ms < PROVISIONING_P50_MS and s.p99_ms < PROVISIONING_P99_MS
+                    else "NOT met",
+                ]
+            )
     return rows
 
 

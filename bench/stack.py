@@ -24,6 +24,7 @@ from typing import IO
 from tests.support.processes import settings_env
 from tests.support.servers import start_postgres
 
+from adx_cli.devstack.mail import DevMailServer
 from adx_cli.devstack.net import free_port, is_http_ready
 from adx_cli.devstack.postgres import EmbeddedPostgres
 from adx_cli.devstack.process import parent_death_signal_preexec, stop_process
@@ -114,6 +115,9 @@ def servers(workdir: Path) -> Iterator[Stack]:
     postgres = start_postgres(workdir)
     _timed(times, "postgres", started)
     temporal: TemporalDevServer | None = None
+    # The welcome mails go to a real SMTP server on loopback, as under `adx dev`.
+    mail = DevMailServer(workdir / "mail", free_port())
+    mail.start()
     try:
         postgres.create_database("adx")
         started = time.monotonic()
@@ -136,6 +140,8 @@ def servers(workdir: Path) -> Iterator[Stack]:
             codec_keys=f"bench:{base64.b64encode(secrets.token_bytes(32)).decode()}",
             jwt_secret=secrets.token_urlsafe(48),
             storage_root=workdir / "storage",
+            smtp_host="127.0.0.1",
+            smtp_port=mail.port,
         )
         stack = Stack(workdir=workdir, settings=settings, postgres=postgres, temporal=temporal)
         stack.startup_seconds.update(times)
@@ -144,6 +150,7 @@ def servers(workdir: Path) -> Iterator[Stack]:
         if temporal is not None:
             temporal.stop()
         postgres.stop()
+        mail.stop()
 
 
 async def start_roles(stack: Stack) -> None:

@@ -176,6 +176,7 @@ def resources(
     settings: Settings, app_engine: AsyncEngine, sessions: Sessions, mailbox: Mailbox
 ) -> WorkerResources:
     from adx_core.notifications import notifier_from_settings
+    from adx_core.payments import ManualProvider
     from adx_core.storage import LocalStorage
 
     return WorkerResources(
@@ -184,6 +185,7 @@ def resources(
         sessions=sessions,
         storage=LocalStorage(settings.storage_root),
         notifier=notifier_from_settings(settings),
+        payments=ManualProvider(),
     )
 
 

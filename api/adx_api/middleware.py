@@ -12,13 +12,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from temporalio.service import RPCError
 
-from adx_api.keys import CLAIMS, CONTEXT, SETTINGS
+from adx_api.keys import CLAIMS, CONTEXT, SESSIONS, SETTINGS
 from adx_api.problems import ProblemError, from_http_exception, problem_response
 from adx_api.routes.codec import CODEC_PATHS, cors_headers
 from adx_core import context
 from adx_core.auth import AuthError, verify_token
 from adx_core.logging import get_logger
 from adx_core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from adx_core.sessions import session_is_active
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -137,6 +138,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             headers={"WWW-Authenticate": 'Bearer realm="adx", error="invalid_token"'},
             reason=err.kind,
         ) from None
+    # A session token (one with ``sid``) dies with its session: a user removed from the
+    # tenant, demoted or disabled loses it at once, not when it expires.
+    if claims.session_id is not None and not await session_is_active(
+        request.app[SESSIONS], claims.tenant_id, claims.session_id
+    ):
+        raise ProblemError(
+            401,
+            "unauthenticated",
+            "the session has ended",
+            headers={"WWW-Authenticate": 'Bearer realm="adx", error="invalid_token"'},
+            reason="revoked",
+        )
     request[CLAIMS] = claims
     ctx = context.AuthContext(
         correlation_id=request[CONTEXT].correlation_id,

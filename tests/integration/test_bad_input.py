@@ -518,8 +518,9 @@ async def test_unknown_routes_are_404_problems(
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("GET", "/v1/tenants", {"POST"}),
-        ("DELETE", "/v1/tenants", {"POST"}),
+        ("PUT", "/v1/tenants", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/v1/tenants", {"GET", "HEAD", "POST"}),
+        ("POST", "/v1/tenants/abc", {"GET", "HEAD", "DELETE"}),
         ("PUT", "/v1/operations/abc-123", {"GET", "HEAD"}),
         ("DELETE", "/v1/operations/abc-123", {"GET", "HEAD"}),
         ("GET", "/v1/operations/abc-123/cancel", {"POST"}),

@@ -43,11 +43,11 @@ def _request(
 
 
 def test_adx_dev_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
-    api, temporal, ui, pg = free_port(), free_port(), free_port(), free_port()
+    api, temporal, ui, pg, smtp = (free_port() for _ in range(5))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADX_")}
     argv = [sys.executable, "-m", "adx_cli", "dev", "--home", str(tmp_path / ".adx")]
     argv += ["--api-port", str(api), "--temporal-port", str(temporal)]
-    argv += ["--ui-port", str(ui), "--postgres-port", str(pg)]
+    argv += ["--ui-port", str(ui), "--postgres-port", str(pg), "--smtp-port", str(smtp)]
     process = subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -79,6 +79,9 @@ def test_adx_dev_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
         )
         assert status == 200
         assert operation["status"] == "succeeded"
+        # The welcome mail went through the development mail server into .adx/mail/.
+        (welcome,) = (tmp_path / ".adx" / "mail").glob("*-welcome.eml")
+        assert "ada@acme.example" in welcome.read_text()
         listed = subprocess.run(
             [
                 str(Path(sys.executable).parent / "temporal"),

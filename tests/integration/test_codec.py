@@ -141,10 +141,12 @@ async def test_history_holds_only_ciphertext(
         assert set(payload.metadata) == {"encoding", KEY_ID}, path
 
     headers = [(path, p) for path, p in payloads if f".fields[{HEADER}]" in path]
-    started = [path for path, _ in headers if "workflow_execution_started" in path]
+    started = [path for path, _ in headers if path.startswith("1:workflow_execution_started")]
+    child = [path for path, _ in headers if "child_workflow_execution_started" in path]
     scheduled = [path for path, _ in headers if "activity_task_scheduled" in path]
     assert len(started) == 1, [path for path, _ in headers]
-    assert len(scheduled) == 3, [path for path, _ in headers]
+    assert len(child) == 1, [path for path, _ in headers]  # the monitoring child
+    assert len(scheduled) == 7, [path for path, _ in headers]  # one per activity step
     assert any(".memo." in path for path, _ in payloads)
 
     raw_bytes, raw_json = _raw(history)

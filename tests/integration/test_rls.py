@@ -87,7 +87,33 @@ async def world(settings: Settings, owner_engine: AsyncEngine) -> World:
                 ),
                 {"t": tid},
             )
+            for statement in _SERVICE_ROWS:
+                await conn.execute(
+                    text(statement),
+                    {"t": tid, "u": w.user_both, "id": str(uuid.uuid4()), "k": f"k-{tid}"},
+                )
     return w
+
+
+# One row per table of the tenant service, for each tenant (``:t``).
+_SERVICE_ROWS = (
+    "INSERT INTO tenant_quotas (tenant_id, storage_bytes, files, users, db_rows, file_bytes) "
+    "VALUES (CAST(:t AS uuid), 1, 1, 1, 1, 1)",
+    "INSERT INTO tenant_role_permissions (tenant_id, role, permission) "
+    "VALUES (CAST(:t AS uuid), 'member', 'files.read')",
+    "INSERT INTO tenant_usage (tenant_id, storage_bytes, files, users, db_rows, sampled_at) "
+    "VALUES (CAST(:t AS uuid), 0, 0, 0, 0, now())",
+    "INSERT INTO tenant_alerts (tenant_id, key, resource, threshold_percent, usage, quota, state) "
+    "VALUES (CAST(:t AS uuid), :k, 'files', 80, 8, 10, 'raised')",
+    "INSERT INTO payments (id, tenant_id, idempotency_key, provider, amount_cents, currency, "
+    "status) VALUES (CAST(:id AS uuid), CAST(:t AS uuid), :k, 'manual', 100, 'usd', 'created')",
+    "INSERT INTO auth_sessions (id, user_id, tenant_id, expires_at) "
+    "VALUES (gen_random_uuid(), CAST(:u AS uuid), CAST(:t AS uuid), now() + interval '1 hour')",
+    "INSERT INTO invitations (id, tenant_id, user_id, role, expires_at) "
+    "VALUES (gen_random_uuid(), CAST(:t AS uuid), CAST(:u AS uuid), 'member', now())",
+    "INSERT INTO notifications_sent (key, tenant_id, template, provider) "
+    "VALUES (:k, CAST(:t AS uuid), 'welcome', 'smtp')",
+)
 
 
 async def _scalar(sessions: Sessions, tenant: str | None, sql: str, **params: Any) -> Any:

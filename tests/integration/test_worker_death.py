@@ -66,8 +66,9 @@ async def test_sigkilled_worker_loses_nothing(
 
                 async def insert_is_waiting() -> bool:
                     # Only the admin step's insert can wait on a lock as the app role: the
-                    # other steps read memberships at most, which this lock allows. (The query text is
-                    # not reliable here: a statement waiting in Parse shows the previous one.)
+                    # other steps read memberships at most, which this lock allows. (The
+                    # query text is not reliable here: a statement waiting in Parse shows
+                    # the previous one.)
                     waiting = await probe.scalar(
                         text(
                             "SELECT count(*) FROM pg_stat_activity "

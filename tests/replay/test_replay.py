@@ -20,17 +20,19 @@ from temporalio.client import WorkflowHistory
 from temporalio.common import HeaderCodecBehavior
 from temporalio.worker import Replayer, Worker
 
+from adx_core.contracts.tenants import CREATE_TENANT_STORAGE_ACTIVITY
 from adx_core.settings import Settings
 from adx_core.temporal.client import data_converter, interceptors
 from adx_workers.sandbox import workflow_runner
 from adx_workers.tenants.worker import WORKFLOWS as TENANT_WORKFLOWS
+from adx_workers.users.worker import WORKFLOWS as USER_WORKFLOWS
 from tests.conftest import TokenFactory
-from tests.integration.test_compensation import activation_hangs, storage_is_down
+from tests.integration.test_compensation import activation_hangs, failing
 from tests.integration.test_tenant_slice import BODY, auth, wait_for_status, wait_for_step
 from tests.support.workers import WorkerFactory
 
 HISTORIES = Path(__file__).parent / "histories"
-WORKFLOWS = [*TENANT_WORKFLOWS]
+WORKFLOWS = [*TENANT_WORKFLOWS, *USER_WORKFLOWS]
 
 Client = TestClient[web.Request, web.Application]
 
@@ -87,7 +89,7 @@ async def test_record_tenant_provisioning_compensation(
     worker_with: WorkerFactory,
     temporal_client: TemporalClient,
 ) -> None:
-    async with worker_with(storage_is_down):
+    async with worker_with(failing(CREATE_TENANT_STORAGE_ACTIVITY)):
         response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
         final = await wait_for_status(api, token(), response.headers["Location"])
     assert final["status"] == "failed"
@@ -109,3 +111,19 @@ async def test_record_tenant_provisioning_cancel(
         final = await wait_for_status(api, token(), location)
     assert final["status"] == "cancelled"
     await _save(temporal_client, final["id"], "tenant_provisioning_workflow--cancelled")
+
+
+@recording
+async def test_record_tenant_deprovisioning(
+    api: Client, token: TokenFactory, tenants_worker: Worker, temporal_client: TemporalClient
+) -> None:
+    response = await api.post(
+        "/v1/tenants", json=BODY, headers={**auth(token()), "Prefer": "wait=30"}
+    )
+    tenant_id = (await response.json())["result"]["tenant_id"]
+    removal = await api.delete(
+        f"/v1/tenants/{tenant_id}?export=true", headers={**auth(token()), "Prefer": "wait=30"}
+    )
+    final = await removal.json()
+    assert final["status"] == "succeeded"
+    await _save(temporal_client, final["id"], "tenant_deprovisioning_workflow--succeeded")

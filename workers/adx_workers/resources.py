@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adx_core.db.engine import Sessions, create_engine, create_sessions
 from adx_core.notifications import Notifier, notifier_from_settings
+from adx_core.payments import PaymentProvider, payment_provider_from_settings
 from adx_core.settings import Settings
 from adx_core.storage import LocalStorage, StorageProvider
 
@@ -20,6 +21,7 @@ class WorkerResources:
     sessions: Sessions
     storage: StorageProvider
     notifier: Notifier
+    payments: PaymentProvider
     graceful_shutdown: timedelta = timedelta(seconds=20)
 
     @classmethod
@@ -33,7 +35,9 @@ class WorkerResources:
             sessions=create_sessions(engine),
             storage=LocalStorage(settings.storage_root),
             notifier=notifier,
+            payments=payment_provider_from_settings(settings),
         )
 
     async def close(self) -> None:
+        await self.payments.close()
         await self.engine.dispose()

@@ -23,6 +23,7 @@ from adx_core.settings import Settings
 from adx_core.temporal.client import connect
 from adx_workers.resources import WorkerResources
 from adx_workers.tenants.worker import build_worker as build_tenants_worker
+from adx_workers.users.worker import build_worker as build_users_worker
 
 log = get_logger(__name__)
 
@@ -30,6 +31,7 @@ WorkerFactory = Callable[[Client, WorkerResources, str], Worker]
 
 DOMAINS: dict[str, WorkerFactory] = {
     "tenants": build_tenants_worker,
+    "users": build_users_worker,
 }
 
 

@@ -70,6 +70,10 @@ _ALERT_DEADLINE = timedelta(minutes=10)
 # Thresholds above this are typos, not policy.
 _MAX_THRESHOLD_PERCENT = 1000
 _MAX_THRESHOLDS = 10
+# A run longer than this would pass the server's 10,240-event history warning (~11 a tick).
+_MAX_TICKS_PER_RUN = 900
+# tenant_alerts.key is a VARCHAR(200).
+_MAX_KEY = 200
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,11 @@ class TenantMonitoringWorkflow:
     def __init__(self, data: TenantMonitoringData) -> None:
         self._tenant_id = data.tenant_id
         self._interval = _clamped_interval(data.interval_seconds)
+        if self._interval != data.interval_seconds:
+            workflow.logger.warning(
+                "interval out of bounds, clamped",
+                extra={"value": repr(data.interval_seconds)[:50], "used": self._interval},
+            )
         self._paused = bool(data.paused)
         self._thresholds = _valid_thresholds(list(data.thresholds_percent))
         self._hysteresis = (
@@ -162,7 +171,9 @@ class TenantMonitoringWorkflow:
             else DEFAULT_HYSTERESIS_PERCENT
         )
         self._max_ticks = (
-            data.max_ticks_per_run if data.max_ticks_per_run > 0 else DEFAULT_MAX_TICKS_PER_RUN
+            min(data.max_ticks_per_run, _MAX_TICKS_PER_RUN)
+            if data.max_ticks_per_run > 0
+            else DEFAULT_MAX_TICKS_PER_RUN
         )
         self._alerts = _initial_alerts(self._thresholds, data.alerts)
         self._ticks = data.ticks
@@ -307,6 +318,9 @@ class TenantMonitoringWorkflow:
             f"{info.workflow_id}/{chain}/{alert.resource}/{alert.threshold_percent}"
             f"/{alert.crossings}/{change.state}"
         )
+        if len(key) > _MAX_KEY:
+            # Only a hand-started workflow with a very long id gets here; same key, shorter.
+            key = f"sha256:{hashlib.sha256(key.encode()).hexdigest()}"
         try:
             recorded: QuotaAlertResult = await workflow.execute_activity(
                 RECORD_QUOTA_ALERT_ACTIVITY,

@@ -1,5 +1,5 @@
-"""The worker that serves the tenants task queue: the tenant workflows and activities,
-plus the notification activity every workflow may call."""
+"""The worker that serves the tenants task queue: provisioning, deprovisioning, monitoring,
+upgrades and payments, plus the notification activity every workflow may call."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from adx_core.contracts.tenants import TASK_QUEUE
+from adx_workers.billing import worker as billing
 from adx_workers.common.notify import NotificationActivities
 from adx_workers.monitoring import worker as monitoring
 from adx_workers.resources import WorkerResources
@@ -23,6 +24,7 @@ WORKFLOWS: list[type] = [
     TenantProvisioningWorkflow,
     TenantDeprovisioningWorkflow,
     *monitoring.WORKFLOWS,
+    *billing.WORKFLOWS,
 ]
 
 
@@ -31,6 +33,7 @@ def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
         *TenantActivities(resources.sessions, resources.storage).all(),
         *RemovalActivities(resources.sessions, resources.storage).all(),
         *monitoring.activities_for(resources),
+        *billing.activities_for(resources, resources.payments),
         NotificationActivities(resources.sessions, resources.notifier).send_notification,
     ]
 

@@ -1,0 +1,1 @@
+"""The users domain: onboarding, updates and removal, and switching tenants."""
