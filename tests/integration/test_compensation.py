@@ -35,6 +35,8 @@ from adx_core.contracts.tenants import (
     ActivateTenantResult,
 )
 from adx_core.settings import Settings
+from adx_workers.resources import WorkerResources
+from adx_workers.tenants.activities import TenantActivities
 from tests.conftest import TokenFactory
 from tests.integration.test_tenant_slice import (
     BODY,
@@ -161,27 +163,33 @@ async def activation_hangs(request: ActivateTenantInput) -> ActivateTenantResult
         await asyncio.sleep(0.2)
 
 
-@activity.defn(name=ACTIVATE_TENANT_ACTIVITY)
-async def slow_activation(request: ActivateTenantInput) -> ActivateTenantResult:
-    """Does not heartbeat, so it never hears of the cancel and finishes its work."""
-    await asyncio.sleep(1.5)
-    return ActivateTenantResult(activated=True)
+def slow_activation(resources: WorkerResources) -> Callable[..., Any]:
+    real = TenantActivities(resources.sessions, resources.storage)
+
+    @activity.defn(name=ACTIVATE_TENANT_ACTIVITY)
+    async def activate(request: ActivateTenantInput) -> ActivateTenantResult:
+        """Does not heartbeat, so it never hears of the cancel: it really activates."""
+        await asyncio.sleep(1.5)
+        return await real.activate_tenant(request)
+
+    return activate
 
 
 @pytest.mark.parametrize(
-    "activation",
-    [activation_hangs, slow_activation],
+    "make_activation",
+    [lambda _: activation_hangs, slow_activation],
     ids=["step-acknowledges-the-cancel", "step-succeeds-anyway"],
 )
 async def test_cancel_mid_run_runs_the_compensation(
-    activation: Callable[..., Any],
+    make_activation: Callable[[WorkerResources], Callable[..., Any]],
+    resources: WorkerResources,
     api: Client,
     token: TokenFactory,
     settings: Settings,
     worker_with: WorkerFactory,
     owner_engine: AsyncEngine,
 ) -> None:
-    async with worker_with(activation):
+    async with worker_with(make_activation(resources)):
         admin = token()
         response = await api.post("/v1/tenants", json=BODY, headers=auth(admin))
         location = response.headers["Location"]

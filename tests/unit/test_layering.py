@@ -97,7 +97,7 @@ def test_workers_do_not_import_the_api_operator_or_cli() -> None:
 
 # The helpers workflow code uses; the rest of common/ (the notification activity) is not
 # loaded in the sandbox.
-WORKFLOW_HELPERS = ("common/progress.py", "common/saga.py")
+WORKFLOW_HELPERS = ("common/progress.py", "common/saga.py", "common/failures.py")
 
 
 def _workflow_modules() -> list[Path]:

@@ -72,7 +72,8 @@ class TenantRepository:
         """Record why provisioning failed. The row stays (its slug is free again)."""
         result = await self._session.execute(
             update(Tenant)
-            .where(Tenant.id == tenant_id, Tenant.status == "provisioning")
+            # ``active`` too: a cancel that meets the last step succeeding still rolls back.
+            .where(Tenant.id == tenant_id, Tenant.status.in_(("provisioning", "active")))
             .values(status="failed", failure=failure)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -104,7 +104,9 @@ class RemovalActivities:
         tenant_id = uuid.UUID(ref.tenant_id)
         async with tenant_session(self._sessions, tenant_id) as session:
             tenant = await TenantRepository(session).get(tenant_id)
-            if tenant is None or tenant.status in ("suspended", "deprovisioned"):
+            # Only a live tenant is suspended: a failed one stays failed, so it never takes
+            # back a slug that another tenant may hold by now.
+            if tenant is None or tenant.status != TenantStatus.ACTIVE.value:
                 return StatusResult(changed=False)
             tenant.status = TenantStatus.SUSPENDED.value
         return StatusResult(changed=True)

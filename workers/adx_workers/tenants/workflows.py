@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 from adx_core.contracts.monitoring import (
@@ -64,6 +64,7 @@ from adx_core.contracts.tenants import (
     TenantValidationResult,
     UndoResult,
 )
+from adx_workers.common.failures import describe, is_cancellation
 from adx_workers.common.progress import ProgressTracker
 from adx_workers.common.saga import Saga
 
@@ -254,7 +255,7 @@ class TenantProvisioningWorkflow:
             await self._roll_back(saga, step, err)
             failure = err
         if failure is not None:
-            if _is_cancellation(failure):
+            if is_cancellation(failure):
                 # End as CANCELLED, not FAILED: the step saw the cancel as an ActivityError.
                 raise asyncio.CancelledError from failure
             raise failure
@@ -272,7 +273,7 @@ class TenantProvisioningWorkflow:
         )
 
     async def _roll_back(self, saga: Saga, step: str, err: BaseException) -> None:
-        self._failed_step, self._cause = step, _describe(err)
+        self._failed_step, self._cause = step, describe(err)
         self._progress.failed(step, self._cause)
         # Cleanup runs even when the workflow was cancelled: the cancel hit the step in
         # flight, and the undos are new activities that are not cancelled.
@@ -281,7 +282,7 @@ class TenantProvisioningWorkflow:
         except ActivityError as undo_error:
             # Reported, not raised: the operation failed (or was cancelled) because of
             # ``err``; what could not be cleaned up is in the progress log for operators.
-            self._progress.compensation_failed(_describe(undo_error))
+            self._progress.compensation_failed(describe(undo_error))
             workflow.logger.error("compensation incomplete", extra={"step": step})
         self._progress.done("rolled_back", complete=False)
 
@@ -355,20 +356,3 @@ class TenantProvisioningWorkflow:
         except ApplicationError:
             # Already ended (or never started): nothing to stop.
             workflow.logger.info("monitoring was not running", extra={"id": monitoring_id})
-
-
-def _is_cancellation(err: BaseException) -> bool:
-    # A cancel request may surface as the step's own cancellation or, when the step in
-    # flight ended otherwise (a timeout) while the cancel waited for it, as that failure.
-    return (
-        workflow.cancellation_reason() is not None
-        or isinstance(err, asyncio.CancelledError)
-        or (isinstance(err, ActivityError) and isinstance(err.cause, CancelledError))
-    )
-
-
-def _describe(err: BaseException) -> str:
-    if _is_cancellation(err):
-        return "cancelled"
-    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
-    return str(cause) or type(cause).__name__

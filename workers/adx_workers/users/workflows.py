@@ -14,7 +14,7 @@ from typing import ClassVar, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 from adx_core.contracts.notifications import (
@@ -86,6 +86,7 @@ from adx_core.contracts.users import (
     UserUpdateRequest,
     UserUpdateResult,
 )
+from adx_workers.common.failures import describe, is_cancellation
 from adx_workers.common.progress import ProgressTracker
 from adx_workers.common.saga import Saga
 
@@ -159,17 +160,17 @@ class _SagaWorkflow:
         return result
 
     async def _roll_back(self, saga: Saga, step: str, err: BaseException) -> None:
-        self._progress.failed(step, _describe(err))
+        self._progress.failed(step, describe(err))
         # The undos are new activities, so they run even when the workflow was cancelled.
         try:
             await saga.compensate(self._progress.compensating)
         except ActivityError as undo_error:
             # Reported, not raised: the operation failed because of ``err``; what could not
             # be cleaned up is in the progress log for operators.
-            self._progress.compensation_failed(_describe(undo_error))
+            self._progress.compensation_failed(describe(undo_error))
             workflow.logger.error("compensation incomplete", extra={"step": step})
         self._progress.done("rolled_back", complete=False)
-        if _is_cancellation(err):
+        if is_cancellation(err):
             raise asyncio.CancelledError from err
 
 
@@ -478,18 +479,3 @@ def _permissions_of(context: TenantContext, role: str) -> list[str]:
         return list(context.permissions[role])
     # A platform admin (platform tenant only) holds every permission any role has.
     return sorted({p for granted in context.permissions.values() for p in granted})
-
-
-def _is_cancellation(err: BaseException) -> bool:
-    return (
-        workflow.cancellation_reason() is not None
-        or isinstance(err, asyncio.CancelledError)
-        or (isinstance(err, ActivityError) and isinstance(err.cause, CancelledError))
-    )
-
-
-def _describe(err: BaseException) -> str:
-    if _is_cancellation(err):
-        return "cancelled"
-    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
-    return str(cause) or type(cause).__name__
