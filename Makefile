@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Azurite (Azure Blob Storage for the tests) comes from npm, pinned by package-lock.json.
+NODE_STAMP := node_modules/.installed-stamp
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 dev: $(STAMP)
 	$(BIN)/adx dev
 
@@ -28,11 +34,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	MYPYPATH=core:workers:api:operator:cli $(BIN)/mypy --strict --explicit-package-bases $(PACKAGES)
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-report=xml -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage coverage.xml
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .coverage coverage.xml

@@ -124,7 +124,7 @@ def servers(workdir: Path) -> Iterator[Stack]:
         temporal = TemporalDevServer(
             port=free_port(),
             headless=True,
-            search_attributes={key.name: "Keyword" for key in search.ALL},
+            search_attributes=search.registration(),
             log_path=workdir / "temporal.log",
             log_level="error",
         )

@@ -36,6 +36,7 @@ from adx_workers.tenants.worker import build_worker as build_tenants_worker
 from tests.support.mail import Mailbox, SmtpServer
 from tests.support.otlp import TraceReceiver
 from tests.support.servers import start_postgres, start_temporal
+from tests.support.storage import StorageServer
 from tests.support.workers import WorkerFactory, tenants_worker_with
 
 APP_PASSWORD = "app-password-for-tests"
@@ -151,7 +152,8 @@ async def clean_tables(owner_engine: AsyncEngine) -> None:
             text(
                 "TRUNCATE audit_log, files, memberships, tenant_quotas, tenant_role_permissions,"
                 " tenant_usage, tenant_alerts, payments, auth_sessions, invitations,"
-                " notifications_sent, users RESTART IDENTITY"
+                " notifications_sent, storage_migration_items, storage_migrations, users"
+                " RESTART IDENTITY"
             )
         )
         await conn.execute(
@@ -177,13 +179,13 @@ def resources(
 ) -> WorkerResources:
     from adx_core.notifications import notifier_from_settings
     from adx_core.payments import ManualProvider
-    from adx_core.storage import LocalStorage
+    from adx_core.storage import StorageRegistry
 
     return WorkerResources(
         settings=settings,
         engine=app_engine,
         sessions=sessions,
-        storage=LocalStorage(settings.storage_root),
+        stores=StorageRegistry(settings),
         notifier=notifier_from_settings(settings),
         payments=ManualProvider(),
     )
@@ -262,3 +264,42 @@ def traces() -> Iterator[TraceReceiver]:
         )
         yield receiver
         telemetry.shutdown_tracing()
+
+
+# Object storage servers, one of each per session; a test that stops a server starts its own.
+
+
+@pytest.fixture(scope="session")
+def s3_server(session_dir: Path) -> Iterator[StorageServer]:
+    from tests.support.moto_server import MotoServer
+
+    server = MotoServer(session_dir / "moto")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(session_dir: Path) -> Iterator[StorageServer]:
+    from tests.support.gcs_emulator import GcsEmulator
+
+    server = GcsEmulator(session_dir / "gcs")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azure_server(session_dir: Path) -> Iterator[StorageServer]:
+    from tests.support.azurite import Azurite
+
+    server = Azurite(session_dir / "azurite")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from temporalio.service import RetryConfig
 from adx_api import keys
 from adx_api.middleware import auth_middleware, context_middleware, problem_middleware
 from adx_api.openapi import openapi_json
-from adx_api.routes import codec, operations, tenant_reads, tenants, upgrade, users
+from adx_api.routes import codec, operations, storage, tenant_reads, tenants, upgrade, users
 from adx_core.db.engine import Sessions, create_engine, create_sessions
 from adx_core.metrics import temporal_runtime
 from adx_core.ops_http import add_ops_routes
@@ -61,6 +61,7 @@ def create_app(
     tenant_reads.add_routes(app)
     upgrade.add_routes(app)
     users.add_routes(app)
+    storage.add_routes(app)
     operations.add_routes(app)
     codec.add_routes(app)
     return app

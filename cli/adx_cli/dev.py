@@ -107,7 +107,7 @@ def run_dev(home: Path, ports: DevPorts) -> int:
         db_file=home / "temporal.db",
         port=ports.temporal,
         ui_port=ports.ui,
-        search_attributes={key.name: "Keyword" for key in search.ALL},
+        search_attributes=search.registration(),
         log_path=home / "temporal.log",
         # The UI decrypts payloads through the API's codec server.
         extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{ports.api}/codec"],

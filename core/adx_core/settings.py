@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from enum import StrEnum
 from functools import lru_cache
@@ -44,6 +45,13 @@ class SmtpSecurity(StrEnum):
     NONE = "none"
     STARTTLS = "starttls"
     TLS = "tls"
+
+
+class StorageKind(StrEnum):
+    LOCAL = "local"
+    S3 = "s3"
+    GCS = "gcs"
+    AZURE = "azure"
 
 
 class PaymentProvider(StrEnum):
@@ -127,8 +135,41 @@ class Settings(BaseSettings):
     worker_http_port: int = Field(default=8090, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
-    # Storage: the local provider's root. Each tenant lives under tenants/<tenant id>/.
+    # Storage. Each tenant lives under tenants/<tenant id>/ in the provider named by
+    # ADX_STORAGE_PROVIDER (new tenants) or in the one its last migration moved it to.
+    # Every provider whose settings are present can be a migration source or target.
+    # Credentials come from the environment or from files in ADX_SECRETS_DIR (mounted
+    # Secrets), are SecretStr, and never reach a log line.
+    storage_provider: StorageKind = StorageKind.LOCAL
     storage_root: Path = Path(".adx/storage")
+    storage_part_size: int = Field(
+        default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024
+    )
+    storage_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    s3_endpoint: str | None = None  # host[:port]; unset means AWS S3
+    s3_region: str = "us-east-1"
+    s3_bucket: str | None = None
+    s3_secure: bool = True
+    s3_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ADX_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+    )
+    s3_secret_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ADX_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
+    )
+    gcs_bucket: str | None = None
+    gcs_project: str | None = None
+    # An emulator's URL; real GCS takes its credentials from GOOGLE_APPLICATION_CREDENTIALS.
+    gcs_endpoint: str | None = None
+    azure_container: str | None = None
+    azure_connection_string: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "ADX_AZURE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING"
+        ),
+    )
+    azure_account_url: str | None = None
+    azure_account_key: SecretStr | None = None
 
     # Notifications (welcome, invitations, quota alerts): SMTP or a signed webhook.
     notify_provider: NotifyProvider = NotifyProvider.SMTP
@@ -215,9 +256,43 @@ class Settings(BaseSettings):
             raise ValueError("ADX_PAYMENT_PROVIDER=stripe needs ADX_STRIPE_API_KEY")
         if self.notify_provider is NotifyProvider.WEBHOOK and not self.notify_webhook_url:
             raise ValueError("ADX_NOTIFY_PROVIDER=webhook needs ADX_NOTIFY_WEBHOOK_URL")
+        self._check_storage()
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError("ADX_JWT_SECRET must be at least 32 characters")
         return self
+
+    def _check_storage(self) -> None:
+        missing = self.storage_missing(self.storage_provider)
+        if missing:
+            raise ValueError(
+                f"ADX_STORAGE_PROVIDER={self.storage_provider.value} needs {', '.join(missing)}"
+            )
+
+    def storage_missing(self, kind: StorageKind) -> list[str]:
+        """The settings a provider still needs; empty when it is configured."""
+        needed: dict[StorageKind, tuple[tuple[str, bool], ...]] = {
+            StorageKind.LOCAL: (),
+            StorageKind.S3: (
+                ("ADX_S3_BUCKET", bool(self.s3_bucket)),
+                ("ADX_S3_ACCESS_KEY", self.s3_access_key is not None),
+                ("ADX_S3_SECRET_KEY", self.s3_secret_key is not None),
+            ),
+            StorageKind.GCS: (("ADX_GCS_BUCKET", bool(self.gcs_bucket)),),
+            StorageKind.AZURE: (
+                ("ADX_AZURE_CONTAINER", bool(self.azure_container)),
+                (
+                    "ADX_AZURE_CONNECTION_STRING, or ADX_AZURE_ACCOUNT_URL and _ACCOUNT_KEY",
+                    self.azure_connection_string is not None
+                    or bool(self.azure_account_url and self.azure_account_key),
+                ),
+            ),
+        }
+        return [name for name, present in needed[kind] if not present]
+
+    @property
+    def storage_kinds(self) -> tuple[StorageKind, ...]:
+        """Every provider whose settings are complete."""
+        return tuple(kind for kind in StorageKind if not self.storage_missing(kind))
 
     @property
     def app_role(self) -> str:
@@ -230,7 +305,11 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     """Read and validate the environment, turning pydantic's report into one clear error."""
+    # Mounted Secrets: one file per setting, named like the variable (adx_s3_secret_key).
+    secrets_dir = os.environ.get("ADX_SECRETS_DIR")
     try:
+        if secrets_dir:
+            return Settings(_secrets_dir=secrets_dir)
         return Settings()
     except ValidationError as exc:
         lines = []

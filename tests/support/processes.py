@@ -6,7 +6,10 @@ import base64
 import os
 import subprocess
 import sys
+from enum import StrEnum
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from adx_core.settings import Settings
 
@@ -32,9 +35,30 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ADX_SMTP_PORT": str(settings.smtp_port),
         "ADX_PAYMENT_PROVIDER": settings.payment_provider.value,
         "ADX_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else None,
+        **storage_env(settings),
     }
     env.update({key: value for key, value in values.items() if value is not None})
     return env
+
+
+def _plain(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value.value if isinstance(value, StrEnum) else value)
+
+
+def storage_env(settings: Settings) -> dict[str, str | None]:
+    """The storage settings: the provider and every provider's connection."""
+    names = [
+        name
+        for name in Settings.model_fields
+        if name.startswith(("storage_", "s3_", "gcs_", "azure_"))
+    ]
+    return {f"ADX_{name.upper()}": _plain(getattr(settings, name)) for name in names}
 
 
 def start_worker(

@@ -11,7 +11,7 @@ from adx_core.db.engine import Sessions, create_engine, create_sessions
 from adx_core.notifications import Notifier, notifier_from_settings
 from adx_core.payments import PaymentProvider, payment_provider_from_settings
 from adx_core.settings import Settings
-from adx_core.storage import LocalStorage, StorageProvider
+from adx_core.storage import StorageProvider, StorageRegistry
 
 
 @dataclass
@@ -19,7 +19,9 @@ class WorkerResources:
     settings: Settings
     engine: AsyncEngine
     sessions: Sessions
-    storage: StorageProvider
+    # Every configured provider, opened on first use; ``storage`` is the default one, where
+    # new tenants' files go.
+    stores: StorageRegistry
     notifier: Notifier
     payments: PaymentProvider
     graceful_shutdown: timedelta = timedelta(seconds=20)
@@ -33,11 +35,16 @@ class WorkerResources:
             settings=settings,
             engine=engine,
             sessions=create_sessions(engine),
-            storage=LocalStorage(settings.storage_root),
+            stores=StorageRegistry(settings),
             notifier=notifier,
             payments=payment_provider_from_settings(settings),
         )
 
+    @property
+    def storage(self) -> StorageProvider:
+        return self.stores.get()
+
     async def close(self) -> None:
         await self.payments.close()
+        await self.stores.close()
         await self.engine.dispose()

@@ -21,6 +21,7 @@ from adx_core.metrics import temporal_runtime
 from adx_core.ops_http import add_ops_routes
 from adx_core.settings import Settings
 from adx_core.temporal.client import connect
+from adx_workers.files.worker import build_worker as build_files_worker
 from adx_workers.resources import WorkerResources
 from adx_workers.tenants.worker import build_worker as build_tenants_worker
 from adx_workers.users.worker import build_worker as build_users_worker
@@ -32,6 +33,7 @@ WorkerFactory = Callable[[Client, WorkerResources, str], Worker]
 DOMAINS: dict[str, WorkerFactory] = {
     "tenants": build_tenants_worker,
     "users": build_users_worker,
+    "files": build_files_worker,
 }
 
 

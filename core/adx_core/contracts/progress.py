@@ -20,6 +20,8 @@ class EventKind(StrEnum):
     STEP_FAILED = "step_failed"
     COMPENSATING = "compensating"
     COMPENSATION_FAILED = "compensation_failed"
+    # Counters moved inside a long step (a migration's batches).
+    PROGRESS = "progress"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     func,
     text,
 )
@@ -58,6 +59,8 @@ class Tenant(Base):
     plan: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))
     storage_prefix: Mapped[str] = mapped_column(String(200))
+    # The provider the tenant's files are in; a whole-tenant migration moves it.
+    storage_provider: Mapped[str] = mapped_column(String(16), server_default="local")
     # The step and cause of a failed provisioning: {"step": ..., "cause": ...}.
     failure: Mapped[dict[str, Any] | None]
     settings: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
@@ -100,7 +103,10 @@ class Membership(Base):
 
 class File(Base):
     __tablename__ = "files"
-    __table_args__ = (Index("ix_files_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_files_tenant_created", "tenant_id", "created_at"),
+        Index("ix_files_tenant_key", "tenant_id", "storage_key"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -108,6 +114,7 @@ class File(Base):
     content_type: Mapped[str] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
+    storage_provider: Mapped[str] = mapped_column(String(16), server_default="local")
     storage_key: Mapped[str] = mapped_column(String(1024))
     status: Mapped[str] = mapped_column(String(20))
     created_by: Mapped[uuid.UUID | None]
@@ -247,3 +254,39 @@ TENANT_TABLES = (
     "invitations",
     "notifications_sent",
 )
+
+
+class StorageMigration(Base):
+    __tablename__ = "storage_migrations"
+    __table_args__ = (Index("ix_storage_migrations_tenant", "tenant_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    source: Mapped[str] = mapped_column(String(16))
+    targets: Mapped[list[str]] = mapped_column(JSONB)
+    target_used: Mapped[str | None] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(1024))
+    delete_source: Mapped[bool]
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[dict[str, Any] | None]
+    failure: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    finished_at: Mapped[datetime | None]
+
+
+class StorageMigrationItem(Base):
+    """An object a migration wrote to a target ('copying', then 'verified')."""
+
+    __tablename__ = "storage_migration_items"
+
+    migration_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("storage_migrations.id", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant_fk()
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[bool]
+    state: Mapped[str] = mapped_column(String(16))

@@ -46,6 +46,7 @@ class TenantRepository:
         plan: str,
         status: str,
         storage_prefix: str,
+        storage_provider: str = "local",
     ) -> bool:
         """Insert the tenant; ``False`` when a row with this id already exists (a retry)."""
         result = await self._session.execute(
@@ -57,6 +58,7 @@ class TenantRepository:
                 plan=plan,
                 status=status,
                 storage_prefix=storage_prefix,
+                storage_provider=storage_provider,
             )
             .on_conflict_do_nothing(index_elements=[Tenant.id])
         )

@@ -20,14 +20,16 @@ MAX_EVENTS = 1000
 
 
 class ProgressTracker:
-    def __init__(self, plan: Mapping[str, int]) -> None:
-        """``plan`` maps each step to the percent reached when it finishes."""
+    def __init__(self, plan: Mapping[str, int], *, last_seq: int = 0, percent: int = 0) -> None:
+        """``plan`` maps each step to the percent reached when it finishes. A run continued
+        as new passes the ``last_seq`` and ``percent`` it reached, so that event numbers
+        keep growing and an SSE client resuming with Last-Event-ID loses nothing."""
         self._plan = dict(plan)
         self._step = "pending"
-        self._percent = 0
+        self._percent = percent
         self._counters: dict[str, int] = {}
         self._events: list[ProgressEvent] = []
-        self._seq = 0
+        self._seq = last_seq
 
     @property
     def step(self) -> str:
@@ -56,6 +58,21 @@ class ProgressTracker:
 
     def count(self, name: str, value: int) -> None:
         self._counters[name] = value
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    @property
+    def percent(self) -> int:
+        return self._percent
+
+    def advance(self, percent: int, counters: Mapping[str, int]) -> None:
+        """Inside a long step: new counters and a percent that never goes back."""
+        self._counters.update(counters)
+        self._percent = max(self._percent, min(percent, 99))
+        workflow.upsert_search_attributes([search.PERCENT.value_set(self._percent)])
+        self._emit(EventKind.PROGRESS, self._step)
 
     def done(self, step: str = "completed", *, complete: bool = True) -> None:
         """The final step; ``complete=False`` (a rollback) keeps the percent reached."""

@@ -119,6 +119,8 @@ class TenantActivities:
                     plan=request.plan.value,
                     status=TenantStatus.PROVISIONING.value,
                     storage_prefix=request.storage_prefix,
+                    # Where its files go; a whole-tenant migration changes it later.
+                    storage_provider=self._storage.name,
                 )
                 if created:
                     await AuditRepository(session).record(
