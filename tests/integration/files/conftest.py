@@ -32,7 +32,7 @@ async def settings(
     s3_server: StorageServer,
     azure_server: StorageServer,
     gcs_server: StorageServer,
-) -> AsyncIterator[Settings]:
+) -> Settings:
     configured = with_storage(
         settings,
         {
@@ -47,7 +47,7 @@ async def settings(
             await stores.get(kind).ensure_container()
     finally:
         await stores.close()
-    yield configured
+    return configured
 
 
 @pytest.fixture
@@ -95,7 +95,12 @@ async def seed_tenant(
                 " storage_provider) VALUES (:id, :slug, 'Moving Co', 'pro', 'active', :prefix,"
                 " :provider)"
             ),
-            {"id": tenant_id, "slug": f"m-{tenant_id[:8]}", "prefix": prefix, "provider": store.name},
+            {
+                "id": tenant_id,
+                "slug": f"m-{tenant_id[:8]}",
+                "prefix": prefix,
+                "provider": store.name,
+            },
         )
     await store.ensure_prefix(prefix)
     objects: dict[str, str] = {}

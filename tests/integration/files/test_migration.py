@@ -94,8 +94,10 @@ async def test_local_to_s3_moves_every_file_and_reports_progress(
         assert result.files_copied == 305
         assert result.files_skipped == 0
         assert result.records_switched == 300
-        assert result.bytes_copied == result.bytes_total == sum(
-            size for size in (await listing(stores.get("local"), seeded.prefix)).values()
+        assert (
+            result.bytes_copied
+            == result.bytes_total
+            == sum(size for size in (await listing(stores.get("local"), seeded.prefix)).values())
         )
         await assert_moved(stores, seeded, "local", "s3")
         assert await record_providers(owner_engine, seeded.tenant_id) == {"s3": 300}

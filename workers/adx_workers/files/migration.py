@@ -163,24 +163,25 @@ class FileMigrationWorkflow:
             last_seq=0,
         )
         self._bytes_copied = 0
+        self._started: MigrationPlan | None = None
 
-        self._progress.started("start")
-        plan = await self._call(
-            START_MIGRATION_ACTIVITY,
-            StartMigration(
-                migration_id=self._migration_id,
-                tenant_id=request.tenant_id,
-                source=request.source,
-                targets=self._targets,
-                prefix=request.prefix,
-                delete_source=request.delete_source,
-                requested_by=request.requested_by,
-            ),
-            MigrationPlan,
-        )
-        self._plan = plan
-        self._progress.finished("start")
         try:
+            self._progress.started("start")
+            plan = await self._call(
+                START_MIGRATION_ACTIVITY,
+                StartMigration(
+                    migration_id=self._migration_id,
+                    tenant_id=request.tenant_id,
+                    source=request.source,
+                    targets=self._targets,
+                    prefix=request.prefix,
+                    delete_source=request.delete_source,
+                    requested_by=request.requested_by,
+                ),
+                MigrationPlan,
+            )
+            self._started = plan
+            self._progress.finished("start")
             if checkpoint is None:
                 self._progress.started("inventory")
                 inventory = await self._undo(
@@ -191,6 +192,7 @@ class FileMigrationWorkflow:
                 )
                 self._progress.count("files_total", inventory.files)
                 self._progress.count("bytes_total", inventory.bytes)
+                self._honour_cancel()
                 self._progress.finished("inventory")
             target = await self._copy_with_failover()
         except (Exception, asyncio.CancelledError) as err:
@@ -275,6 +277,7 @@ class FileMigrationWorkflow:
             if not is_cancellation(err) and _is_target_failure(err):
                 raise _TargetFailedError(target, describe(err)) from err
             raise
+        self._honour_cancel()
         switched = await self._call(
             SWITCH_RECORDS_ACTIVITY,
             SwitchRecords(
@@ -319,6 +322,13 @@ class FileMigrationWorkflow:
             f"Copying to **{target}**: {state.files_done} of {state.files_total} files, "
             f"{state.bytes_done} of {state.bytes_total} bytes"
         )
+
+    @property
+    def _plan(self) -> MigrationPlan:
+        """What the start step resolved; every step after it reads it."""
+        if self._started is None:  # pragma: no cover - the start step always runs first
+            raise RuntimeError("the migration has not started")
+        return self._started
 
     def _failed_names(self) -> list[str]:
         return [failure.target for failure in self._state.failed_targets]
@@ -422,6 +432,8 @@ class FileMigrationWorkflow:
 
     async def _roll_back(self, err: BaseException) -> None:
         cause = describe(err)
+        if self._started is None:
+            return  # refused at the start: nothing was recorded, copied or switched
         self._progress.failed(self._progress.step, cause)
         self._progress.compensating("restore_records")
         tried = self._targets[: self._state.target_index + 1]
@@ -489,7 +501,15 @@ class FileMigrationWorkflow:
             retry_policy=_RETRY,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        self._honour_cancel()
         return result
+
+    @staticmethod
+    def _honour_cancel() -> None:
+        """A cancel that arrived while a step ran, and the step succeeded anyway: stop now
+        rather than carry on to the next step."""
+        if workflow.cancellation_reason() is not None:
+            raise asyncio.CancelledError
 
     async def _undo(self, activity: str, arg: object, result_type: type[Result]) -> Result:
         """Long steps (inventory, commit, compensation): watched through heartbeats and
