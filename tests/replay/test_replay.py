@@ -23,6 +23,7 @@ from temporalio.worker import Replayer, Worker
 from adx_core.contracts.tenants import CREATE_TENANT_STORAGE_ACTIVITY
 from adx_core.settings import Settings
 from adx_core.temporal.client import data_converter, interceptors
+from adx_workers.files.worker import WORKFLOWS as FILE_WORKFLOWS
 from adx_workers.sandbox import workflow_runner
 from adx_workers.tenants.worker import WORKFLOWS as TENANT_WORKFLOWS
 from adx_workers.users.worker import WORKFLOWS as USER_WORKFLOWS
@@ -32,7 +33,7 @@ from tests.integration.test_tenant_slice import BODY, auth, wait_for_status, wai
 from tests.support.workers import WorkerFactory
 
 HISTORIES = Path(__file__).parent / "histories"
-WORKFLOWS = [*TENANT_WORKFLOWS, *USER_WORKFLOWS]
+WORKFLOWS = [*TENANT_WORKFLOWS, *USER_WORKFLOWS, *FILE_WORKFLOWS]
 
 Client = TestClient[web.Request, web.Application]
 
