@@ -9,7 +9,7 @@ variables the way a worker does, through the settings.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from pydantic import TypeAdapter
@@ -52,7 +52,7 @@ def with_storage(settings: Settings, env: dict[str, str]) -> Settings:
     update: dict[str, object] = {}
     for name, value in env.items():
         field = name.removeprefix("ADX_").lower()
-        annotation = Settings.model_fields[field].annotation
+        annotation: Any = Settings.model_fields[field].annotation
         update[field] = TypeAdapter(annotation).validate_python(value)
     return settings.model_copy(update=update)
 

@@ -62,7 +62,7 @@ class AzureStorage(StorageProvider):
             raise StorageError("ADX_AZURE_CONTAINER is not set")
         part = settings.storage_part_size
         options: dict[str, Any] = {
-            "retry_total": 3,
+            "retry_total": 0,
             "connection_timeout": settings.storage_timeout_seconds,
             "read_timeout": settings.storage_timeout_seconds,
             # One request carries at most one part, both ways: the SDK's defaults would
@@ -156,21 +156,27 @@ class AzureStorage(StorageProvider):
 
         async def stage(part: bytes) -> None:
             block_id = f"{upload}-{len(blocks):08d}"
-            await blob.stage_block(block_id, part, length=len(part))
+            with self._errors(key):
+                await blob.stage_block(block_id, part, length=len(part))
             blocks.append(BlobBlock(block_id=block_id))
 
         size = 0
         last = b""
+        # The caller's chunks are read outside the error mapping: their failures are theirs.
+        async for part in _parts(chunks, self._part_size):
+            digest.update(part)
+            size += len(part)
+            if len(part) < self._part_size:
+                last = part  # the final part, always the short one
+                continue
+            await stage(part)
+        metadata = {_SHA_META: digest.hexdigest()}
+        if blocks and last:
+            await stage(last)
         with self._errors(key):
-            async for part in _parts(chunks, self._part_size):
-                digest.update(part)
-                size += len(part)
-                if len(part) < self._part_size:
-                    last = part  # the final part, always the short one
-                    continue
-                await stage(part)
-            metadata = {_SHA_META: digest.hexdigest()}
-            if not blocks:
+            if blocks:
+                await blob.commit_block_list(blocks, metadata=metadata, content_settings=settings)
+            else:
                 await blob.upload_blob(
                     last,
                     length=len(last),
@@ -178,10 +184,6 @@ class AzureStorage(StorageProvider):
                     metadata=metadata,
                     content_settings=settings,
                 )
-            else:
-                if last:
-                    await stage(last)
-                await blob.commit_block_list(blocks, metadata=metadata, content_settings=settings)
         return ObjectInfo(key=key, size=size, sha256=metadata[_SHA_META], content_type=content_type)
 
     async def get(

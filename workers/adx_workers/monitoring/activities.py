@@ -44,7 +44,7 @@ from adx_core.db.models import (
     User,
 )
 from adx_core.logging import get_logger
-from adx_core.storage import StorageProvider, tenant_prefix
+from adx_core.storage import StorageRegistry, tenant_prefix
 
 log = get_logger(__name__)
 
@@ -83,9 +83,9 @@ def _gone(tenant_id: str, why: str) -> ApplicationError:
 
 
 class MonitoringActivities:
-    def __init__(self, sessions: Sessions, storage: StorageProvider) -> None:
+    def __init__(self, sessions: Sessions, stores: StorageRegistry) -> None:
         self._sessions = sessions
-        self._storage = storage
+        self._stores = stores
 
     @activity.defn(name=COLLECT_TENANT_USAGE_ACTIVITY)
     async def collect_tenant_usage(self, request: UsageRequest) -> UsageSample:
@@ -101,8 +101,10 @@ class MonitoringActivities:
                 raise _gone(request.tenant_id, why)
             quotas = await _quotas(session, tenant_id, tenant.plan)
             files, users, db_rows = await _row_counts(session, tenant_id)
+            # The provider its files are in now (a migration may have moved them).
+            store = self._stores.get(tenant.storage_provider)
         # Outside the transaction: walking a large prefix must not hold a connection.
-        storage = await self._storage.prefix_usage(tenant_prefix(tenant_id))
+        storage = await store.prefix_usage(tenant_prefix(tenant_id))
         usage = ResourceAmounts(
             storage_bytes=storage.bytes, files=files, users=users, db_rows=db_rows
         )

@@ -18,4 +18,4 @@ WORKFLOWS: list[type] = [TenantMonitoringWorkflow]
 
 
 def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
-    return MonitoringActivities(resources.sessions, resources.storage).all()
+    return MonitoringActivities(resources.sessions, resources.stores).all()

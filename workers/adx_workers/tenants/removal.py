@@ -48,7 +48,7 @@ from adx_core.db.models import (
 )
 from adx_core.db.repositories import AuditRepository, MembershipRepository, TenantRepository
 from adx_core.logging import get_logger
-from adx_core.storage import StorageProvider, tenant_prefix
+from adx_core.storage import StorageProvider, StorageRegistry, tenant_prefix
 
 log = get_logger(__name__)
 
@@ -77,9 +77,15 @@ def _correlation_id() -> str | None:
 
 
 class RemovalActivities:
-    def __init__(self, sessions: Sessions, storage: StorageProvider) -> None:
+    def __init__(self, sessions: Sessions, stores: StorageRegistry) -> None:
         self._sessions = sessions
-        self._storage = storage
+        self._stores = stores
+
+    async def _storage_of(self, tenant_id: uuid.UUID) -> StorageProvider:
+        """The provider the tenant's files are in now (a migration may have moved them)."""
+        async with tenant_session(self._sessions, tenant_id) as session:
+            tenant = await TenantRepository(session).get(tenant_id)
+        return self._stores.get(tenant.storage_provider if tenant else None)
 
     @activity.defn(name=LOAD_TENANT_ACTIVITY)
     async def load_tenant(self, ref: TenantRef) -> TenantSnapshot:
@@ -124,14 +130,15 @@ class RemovalActivities:
             tenant = await TenantRepository(session).get(tenant_id)
             if tenant is not None:
                 tables["tenants"] = [_row(tenant)]
-        objects = await self._storage.copy_prefix(tenant_prefix(tenant_id), f"{target}objects/")
+        storage = await self._storage_of(tenant_id)
+        objects = await storage.copy_prefix(tenant_prefix(tenant_id), f"{target}objects/")
         manifest = {
             "tenant_id": ref.tenant_id,
             "exported_at": datetime.now(UTC).isoformat(),
             "objects": objects,
             "tables": tables,
         }
-        await self._storage.put_bytes(
+        await storage.put_bytes(
             f"{target}rows.json", json.dumps(manifest, default=str, indent=1).encode()
         )
         rows = sum(len(table) for table in tables.values())
@@ -140,7 +147,8 @@ class RemovalActivities:
 
     @activity.defn(name=REMOVE_TENANT_STORAGE_ACTIVITY)
     async def remove_tenant_storage(self, ref: TenantRef) -> RemoveStorageResult:
-        removed = await self._storage.delete_prefix(tenant_prefix(ref.tenant_id))
+        storage = await self._storage_of(uuid.UUID(ref.tenant_id))
+        removed = await storage.delete_prefix(tenant_prefix(ref.tenant_id))
         return RemoveStorageResult(objects_removed=removed)
 
     @activity.defn(name=REMOVE_TENANT_DATA_ACTIVITY)

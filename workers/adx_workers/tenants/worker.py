@@ -31,7 +31,7 @@ WORKFLOWS: list[type] = [
 def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
     return [
         *TenantActivities(resources.sessions, resources.storage).all(),
-        *RemovalActivities(resources.sessions, resources.storage).all(),
+        *RemovalActivities(resources.sessions, resources.stores).all(),
         *monitoring.activities_for(resources),
         *billing.activities_for(resources, resources.payments),
         NotificationActivities(resources.sessions, resources.notifier).send_notification,
