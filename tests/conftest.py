@@ -174,21 +174,25 @@ def settings(migrated: Settings, tmp_path: Path, clean_tables: None) -> Settings
 
 
 @pytest.fixture
-def resources(
+async def resources(
     settings: Settings, app_engine: AsyncEngine, sessions: Sessions, mailbox: Mailbox
-) -> WorkerResources:
+) -> AsyncIterator[WorkerResources]:
     from adx_core.notifications import notifier_from_settings
     from adx_core.payments import ManualProvider
     from adx_core.storage import StorageRegistry
 
-    return WorkerResources(
+    stores = StorageRegistry(settings)
+    yield WorkerResources(
         settings=settings,
         engine=app_engine,
         sessions=sessions,
-        stores=StorageRegistry(settings),
+        stores=stores,
         notifier=notifier_from_settings(settings),
         payments=ManualProvider(),
     )
+    # The engine is the session's; the storage clients (an aiohttp session for Azure) are
+    # this test's.
+    await stores.close()
 
 
 @pytest.fixture

@@ -8,6 +8,9 @@ variables the way a worker does, through the settings.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,3 +62,12 @@ def with_storage(settings: Settings, env: dict[str, str]) -> Settings:
 
 def local_env(root: Path) -> dict[str, str]:
     return {"ADX_STORAGE_ROOT": str(root)}
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs: bound, so no
+    other process can take it meanwhile, but not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

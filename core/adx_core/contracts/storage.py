@@ -145,6 +145,7 @@ class MigrationCheckpoint:
     runs: int
     last_seq: int
     failed_targets: list[TargetFailure] = field(default_factory=list)
+    bytes_copied: int = 0
 
 
 @dataclass(frozen=True)

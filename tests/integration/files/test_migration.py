@@ -201,6 +201,7 @@ async def test_a_large_migration_continues_as_new(
         # 12 pages of at most 5, 3 per run.
         assert result.runs == 4
         assert result.files_copied == 57
+        assert result.bytes_copied == result.bytes_total > 0
         assert result.records_switched == 57
         await assert_moved(stores, seeded, "local", "s3")
         snapshot = await progress_of(temporal_client, handle.id)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from adx_cli.devstack.net import free_port
 from adx_core.storage import (
     ObjectNotFoundError,
     StorageAuthError,
@@ -28,7 +27,7 @@ from adx_core.storage import (
     tenant_prefix,
 )
 from tests.support.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
-from tests.support.storage import StorageServer, provider_for, settings_for
+from tests.support.storage import StorageServer, provider_for, refused_port, settings_for
 
 PREFIX = tenant_prefix("5b0f3a52-1d1e-4c55-8f43-6f0a9f1c2d7e")
 # Fast enough that no client-side retry with backoff could have happened.
@@ -109,13 +108,15 @@ def silent_port() -> Iterator[int]:
 async def test_a_server_that_is_down_is_unavailable_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = open_storage(settings_for("azure", env_for(free_port(), a_key()), monkeypatch), "azure")
-    try:
-        for name, call in calls(store).items():
-            exc = await raises_quickly(StorageUnavailableError, call)
-            assert exc.retryable, name
-    finally:
-        await store.close()
+    with refused_port() as port:
+        env = env_for(port, a_key())
+        store = open_storage(settings_for("azure", env, monkeypatch), "azure")
+        try:
+            for name, call in calls(store).items():
+                exc = await raises_quickly(StorageUnavailableError, call)
+                assert exc.retryable, name
+        finally:
+            await store.close()
 
 
 async def test_a_stopped_server_is_unavailable(

@@ -33,7 +33,7 @@ from adx_core.storage import (
     tenant_prefix,
 )
 from tests.support.gcs_emulator import PROJECT, GcsEmulator
-from tests.support.storage import StorageServer, provider_for, settings_for
+from tests.support.storage import StorageServer, provider_for, refused_port, settings_for
 
 PREFIX = tenant_prefix("5b0f3a52-1d1e-4c55-8f43-6f0a9f1c2d7e")
 # Fast enough that no client-side retry with backoff could have happened.
@@ -154,13 +154,14 @@ class Answering:
 async def test_a_server_that_is_down_is_unavailable_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = open_storage(settings_for("gcs", env_for(free_port()), monkeypatch), "gcs")
-    try:
-        for name, call in calls(store).items():
-            exc = await raises_quickly(StorageUnavailableError, call)
-            assert exc.retryable, name
-    finally:
-        await store.close()
+    with refused_port() as port:
+        store = open_storage(settings_for("gcs", env_for(port), monkeypatch), "gcs")
+        try:
+            for name, call in calls(store).items():
+                exc = await raises_quickly(StorageUnavailableError, call)
+                assert exc.retryable, name
+        finally:
+            await store.close()
 
 
 async def test_a_stopped_server_is_unavailable(

@@ -22,7 +22,6 @@ from typing import Any
 import boto3
 import pytest
 
-from adx_cli.devstack.net import free_port
 from adx_core.storage import (
     ObjectNotFoundError,
     StorageAuthError,
@@ -34,7 +33,7 @@ from adx_core.storage import (
 )
 from adx_core.storage.keys import RESERVED_SEGMENT_PREFIX
 from tests.support.moto_server import ACCESS_KEY, REGION, SECRET_KEY, MotoServer
-from tests.support.storage import provider_for, settings_for
+from tests.support.storage import provider_for, refused_port, settings_for
 
 PREFIX = tenant_prefix("5b0f3a52-1d1e-4c55-8f43-6f0a9f1c2d7e")
 MiB = 1024 * 1024
@@ -119,14 +118,14 @@ async def test_a_stopped_server_is_unavailable_at_once(
 
 
 async def test_a_dead_port_is_unavailable_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = s3_env(f"127.0.0.1:{free_port()}")
-    store = open_storage(settings_for("s3", env, monkeypatch), "s3")
-    try:
-        with pytest.raises(StorageUnavailableError, match="could not be reached"):
-            await store.ensure_container()
-        await assert_every_call_raises(store, StorageUnavailableError)
-    finally:
-        await store.close()
+    with refused_port() as port:
+        store = open_storage(settings_for("s3", s3_env(f"127.0.0.1:{port}"), monkeypatch), "s3")
+        try:
+            with pytest.raises(StorageUnavailableError, match="could not be reached"):
+                await store.ensure_container()
+            await assert_every_call_raises(store, StorageUnavailableError)
+        finally:
+            await store.close()
 
 
 @pytest.fixture

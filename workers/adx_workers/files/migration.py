@@ -162,7 +162,6 @@ class FileMigrationWorkflow:
             runs=1,
             last_seq=0,
         )
-        self._bytes_copied = 0
         self._started: MigrationPlan | None = None
 
         try:
@@ -291,12 +290,12 @@ class FileMigrationWorkflow:
         )
         copied = [o for o in result.objects if o.copied]
         state = self._state
-        self._bytes_copied += sum(o.size for o in copied)
         self._state = dataclasses.replace(
             state,
             files_done=state.files_done + len(result.objects) + result.vanished,
             bytes_done=state.bytes_done + sum(o.size for o in result.objects),
             files_copied=state.files_copied + len(copied),
+            bytes_copied=state.bytes_copied + sum(o.size for o in copied),
             files_skipped=state.files_skipped + len(result.objects) - len(copied),
             records_switched=state.records_switched + switched.records,
         )
@@ -363,6 +362,7 @@ class FileMigrationWorkflow:
             files_done=0,
             bytes_done=0,
             files_copied=0,
+            bytes_copied=0,
             files_skipped=0,
             records_switched=0,
             failed_targets=[
@@ -370,7 +370,6 @@ class FileMigrationWorkflow:
                 TargetFailure(failed.target, failed.cause, orphaned_copies=orphans),
             ],
         )
-        self._bytes_copied = 0
 
     def _continue_as_new(self) -> None:
         state = dataclasses.replace(
@@ -401,7 +400,7 @@ class FileMigrationWorkflow:
             bytes_total=state.bytes_total,
             files_copied=state.files_copied,
             files_skipped=state.files_skipped,
-            bytes_copied=self._bytes_copied,
+            bytes_copied=state.bytes_copied,
             records_switched=state.records_switched,
             source_deleted=0,
             failed_targets=state.failed_targets,

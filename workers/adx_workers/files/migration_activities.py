@@ -73,7 +73,7 @@ from adx_workers.files.storage_activities import provider_of
 from adx_workers.files.transfer import (
     SideError,
     as_application_error,
-    source_sha256,
+    source_object,
     target_matches,
     transfer,
 )
@@ -245,11 +245,12 @@ class MigrationActivities:
     ) -> CopiedObject | None:
         state = rows.get(ref.key)
         try:
-            size, sha256 = await source_sha256(source, ref.key)
+            described = await source_object(source, ref.key)
         except SideError as exc:
             if isinstance(exc.error, ObjectNotFoundError):
                 return None  # deleted since it was listed: nothing to move
             raise
+        size, sha256 = described.size, described.sha256
         if state == "verified":
             return CopiedObject(ref.key, size, sha256, copied=False)
         if await target_matches(target, ref.key, size, sha256):
@@ -259,7 +260,7 @@ class MigrationActivities:
             return CopiedObject(ref.key, size, sha256, copied=False)
         await self._record(batch, migration, ref.key, size, None, True, False)
         try:
-            done = await transfer(source, ref.key, target, ref.key, expected_sha256=sha256)
+            done = await transfer(source, ref.key, target, ref.key, described)
         except SideError as exc:
             if exc.side == "source" and isinstance(exc.error, ObjectNotFoundError):
                 return None

@@ -34,7 +34,7 @@ from adx_core.storage.registry import StorageRegistry
 from adx_workers.files.transfer import (
     SideError,
     as_application_error,
-    source_sha256,
+    source_object,
     target_matches,
     transfer,
 )
@@ -60,7 +60,8 @@ class StorageActivities:
         source = provider_of(self._stores, request.source.provider)
         target = provider_of(self._stores, request.target.provider)
         try:
-            size, sha256 = await source_sha256(source, request.source.key)
+            described = await source_object(source, request.source.key)
+            size, sha256 = described.size, described.sha256
             if request.expected_sha256 not in (None, sha256):
                 # The source changed since it was recorded; copying it would spread that.
                 raise ApplicationError(
@@ -70,9 +71,7 @@ class StorageActivities:
                 )
             if await target_matches(target, request.target.key, size, sha256):
                 return CopyObjectResult(size=size, sha256=sha256, copied=False)
-            done = await transfer(
-                source, request.source.key, target, request.target.key, expected_sha256=sha256
-            )
+            done = await transfer(source, request.source.key, target, request.target.key, described)
         except SideError as exc:
             raise as_application_error(exc) from None
         return CopyObjectResult(size=done.size, sha256=done.sha256, copied=True)
@@ -108,7 +107,8 @@ class StorageActivities:
         source = provider_of(self._stores, request.staged.provider)
         target = provider_of(self._stores, request.provider)
         try:
-            size, sha256 = await source_sha256(source, request.staged.key)
+            described = await source_object(source, request.staged.key)
+            size, sha256 = described.size, described.sha256
             if sha256 != request.sha256:
                 raise ApplicationError(
                     "the staged object does not hash to the given sha256",
@@ -117,9 +117,7 @@ class StorageActivities:
                 )
             if await target_matches(target, target_location.key, size, sha256):
                 return StoreContentResult(location=target_location, size=size, stored=False)
-            await transfer(
-                source, request.staged.key, target, target_location.key, expected_sha256=sha256
-            )
+            await transfer(source, request.staged.key, target, target_location.key, described)
         except SideError as exc:
             raise as_application_error(exc) from None
         log.info("content stored", provider=request.provider, size=size)

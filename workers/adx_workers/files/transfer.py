@@ -30,6 +30,7 @@ from adx_core.storage import (
     StorageProvider,
     UnsafeKeyError,
 )
+from adx_core.storage.provider import DEFAULT_CONTENT_TYPE
 
 
 class SideError(Exception):
@@ -87,15 +88,22 @@ class Transferred:
     sha256: str
 
 
-async def source_sha256(source: StorageProvider, key: str) -> tuple[int, str]:
-    """Size and SHA-256 of a source object: the recorded hash if there is one, else read."""
+@dataclass(frozen=True)
+class SourceObject:
+    size: int
+    sha256: str
+    content_type: str
+
+
+async def source_object(source: StorageProvider, key: str) -> SourceObject:
+    """Size, SHA-256 and type of a source object: the recorded hash if there is one, else
+    the object is read and hashed."""
     try:
         info = await source.stat(key)
-        if info.sha256 is not None:
-            return info.size, info.sha256
-        return info.size, await source.checksum(key)
+        sha256 = info.sha256 if info.sha256 is not None else await source.checksum(key)
     except StorageError as exc:
         raise SideError("source", exc) from exc
+    return SourceObject(info.size, sha256, info.content_type or DEFAULT_CONTENT_TYPE)
 
 
 async def target_matches(target: StorageProvider, key: str, size: int, sha256: str) -> bool:
@@ -122,19 +130,14 @@ async def transfer(
     source_key: str,
     target: StorageProvider,
     target_key: str,
-    *,
-    expected_sha256: str | None = None,
+    described: SourceObject,
 ) -> Transferred:
-    """Copy one object and verify it. Raises ``SideError`` naming the side that failed."""
-    try:
-        content_type = (await source.stat(source_key)).content_type
-    except StorageError as exc:
-        raise SideError("source", exc) from exc
+    """Copy one object described by :func:`source_object` and verify it: what was read must
+    hash to the described SHA-256, and so must what the target then holds. Raises
+    ``SideError`` naming the side that failed."""
     stream = _HashingStream(source, source_key)
     try:
-        await target.put(
-            target_key, stream, content_type=content_type or "application/octet-stream"
-        )
+        await target.put(target_key, stream, content_type=described.content_type)
     except StorageError as exc:
         if stream.error is not None:
             raise SideError("source", stream.error) from exc
@@ -145,10 +148,11 @@ async def transfer(
             raise SideError("source", stream.error) from exc
         raise
     written = stream.digest.hexdigest()
-    if expected_sha256 is not None and written != expected_sha256:
-        # The source no longer holds what its record says: never spread that copy.
+    if written != described.sha256:
+        # The source changed under us, or no longer holds what was recorded: never spread
+        # that copy.
         await _discard(target, target_key)
-        raise SideError("source", ChecksumMismatchError(source_key, expected_sha256, written))
+        raise SideError("source", ChecksumMismatchError(source_key, described.sha256, written))
     try:
         stored = await target.checksum(target_key)
     except StorageError as exc:
