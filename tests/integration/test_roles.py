@@ -47,7 +47,7 @@ async def test_worker_serves_probes_and_sdk_metrics_then_stops(settings: Setting
 
 
 async def test_unknown_worker_is_refused(settings: Settings) -> None:
-    with pytest.raises(UnknownWorkerError, match="known: tenants"):
+    with pytest.raises(UnknownWorkerError, match="known: files, tenants, users"):
         await serve_worker(settings, "nope", asyncio.Event())
 
 

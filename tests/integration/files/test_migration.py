@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import Worker
 
 from adx_core.contracts.progress import PROGRESS_QUERY, ProgressQuery, ProgressSnapshot
@@ -208,5 +211,53 @@ async def test_a_large_migration_continues_as_new(
         # Event numbers went on growing across the runs, so SSE resumes without loss.
         assert snapshot.last_seq > 12
         assert [e.seq for e in snapshot.events] == sorted({e.seq for e in snapshot.events})
+    finally:
+        await stores.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"parallelism": 100}, "parallelism"),
+        ({"fallback_targets": ["gcs", "azure", "local", "s3"]}, "fallback"),
+        ({"target_attempts": 0}, "target_attempts"),
+        ({"batches_per_run": 0}, "batches_per_run"),
+        ({"target": "ftp"}, "unknown storage provider"),
+        ({"target": "local"}, "different providers"),
+        ({"fallback_targets": ["s3"]}, "different providers"),
+        ({"prefix": "../../etc/"}, "bad tenant or prefix"),
+        ({"tenant_id": "not-a-tenant"}, "bad tenant or prefix"),
+        ({"tenant_id": str(uuid.UUID(int=7))}, "not active"),
+    ],
+)
+async def test_a_bad_request_fails_at_the_start_and_touches_nothing(
+    settings: Settings,
+    temporal_client: Client,
+    files_worker: Worker,
+    owner_engine: AsyncEngine,
+    change: dict[str, Any],
+    reason: str,
+) -> None:
+    stores = StorageRegistry(settings)
+    try:
+        seeded = await seed_tenant(owner_engine, stores.get("local"), files=2)
+        request = dataclasses.replace(
+            FileMigrationRequest(
+                tenant_id=seeded.tenant_id, target="s3", migration_id=str(uuid.uuid4())
+            ),
+            **change,
+        )
+        handle = await start(temporal_client, settings, request)
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+        cause = failure.value.cause
+        assert isinstance(cause, ActivityError | ApplicationError)
+        error = cause.cause if isinstance(cause, ActivityError) else cause
+        assert isinstance(error, ApplicationError)
+        assert error.type == "InvalidMigration"
+        assert reason in str(error)
+        assert await listing(stores.get("s3"), seeded.prefix) == {}
+        assert await record_providers(owner_engine, seeded.tenant_id) == {"local": 2}
     finally:
         await stores.close()

@@ -20,6 +20,7 @@ from adx_core.contracts.storage import (
     DELETE_OBJECT_ACTIVITY,
     INVALID_MIGRATION,
     STORE_CONTENT_ACTIVITY,
+    UNSAFE_KEY,
     ChecksumResult,
     CopyObjectRequest,
     CopyObjectResult,
@@ -101,9 +102,11 @@ class StorageActivities:
         already stored, so a retried or repeated upload writes it once."""
         if not _SHA256.match(request.sha256):
             raise ApplicationError("sha256 must be 64 hex digits", non_retryable=True)
-        target_location = ObjectLocation(
-            request.provider, tenant_key(request.tenant_id, f"content/{request.sha256}")
-        )
+        try:
+            key = tenant_key(request.tenant_id, f"content/{request.sha256}")
+        except ValueError as exc:  # not a tenant id
+            raise ApplicationError(str(exc), type=UNSAFE_KEY, non_retryable=True) from None
+        target_location = ObjectLocation(request.provider, key)
         source = provider_of(self._stores, request.staged.provider)
         target = provider_of(self._stores, request.provider)
         try:
