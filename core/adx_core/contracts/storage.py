@@ -23,6 +23,7 @@ STORE_CONTENT_ACTIVITY = "store_content_activity"
 START_MIGRATION_ACTIVITY = "start_migration_activity"
 INVENTORY_ACTIVITY = "inventory_migration_activity"
 LIST_MIGRATION_PAGE_ACTIVITY = "list_migration_page_activity"
+PROBE_TARGET_ACTIVITY = "probe_migration_target_activity"
 COPY_BATCH_ACTIVITY = "copy_migration_batch_activity"
 SWITCH_RECORDS_ACTIVITY = "switch_file_records_activity"
 RESTORE_RECORDS_ACTIVITY = "restore_file_records_activity"
@@ -146,6 +147,7 @@ class MigrationCheckpoint:
     last_seq: int
     failed_targets: list[TargetFailure] = field(default_factory=list)
     bytes_copied: int = 0
+    target_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,11 @@ class ListPageRequest:
 
 
 @dataclass(frozen=True)
+class TargetProbe:
+    empty: bool
+
+
+@dataclass(frozen=True)
 class ObjectPage:
     objects: list[ObjectRef]
     next_token: str | None
@@ -262,6 +269,10 @@ class CopyBatch:
     target: str
     objects: list[ObjectRef]
     parallelism: int
+    # Whether an object this migration has no row for may already be on the target. False
+    # when the target held nothing under the prefix as this target was chosen: then the
+    # per-object check is skipped.
+    check_target: bool = True
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from adx_core.contracts.storage import (
     MAX_FALLBACK_TARGETS,
     MAX_PARALLELISM,
     NON_RETRYABLE_ERRORS,
+    PROBE_TARGET_ACTIVITY,
     RESTORE_RECORDS_ACTIVITY,
     START_MIGRATION_ACTIVITY,
     SWITCH_RECORDS_ACTIVITY,
@@ -67,6 +68,7 @@ from adx_core.contracts.storage import (
     StartMigration,
     SwitchRecords,
     TargetFailure,
+    TargetProbe,
 )
 from adx_workers.common.failures import describe, is_cancellation
 from adx_workers.common.progress import ProgressTracker
@@ -222,6 +224,17 @@ class FileMigrationWorkflow:
     async def _copy_all(self, target: str) -> None:
         self._progress.started("copy")
         workflow.set_current_details(f"Copying to **{target}**")
+        if self._state.page_token is None:
+            # A target that holds nothing under the prefix cannot already hold any of the
+            # files: the batches then skip asking it, object by object.
+            probe = await self._on_target(
+                target,
+                PROBE_TARGET_ACTIVITY,
+                InventoryRequest(target, self._plan.prefix),
+                TargetProbe,
+                timedelta(seconds=30),
+            )
+            self._state = dataclasses.replace(self._state, target_empty=probe.empty)
         batches = 0
         while True:
             page = await self._call(
@@ -248,35 +261,21 @@ class FileMigrationWorkflow:
                 self._continue_as_new()
 
     async def _copy_page(self, target: str, page: ObjectPage) -> None:
-        try:
-            result = await workflow.execute_activity(
-                COPY_BATCH_ACTIVITY,
-                CopyBatch(
-                    migration_id=self._migration_id,
-                    tenant_id=self._request.tenant_id,
-                    source=self._plan.source,
-                    target=target,
-                    objects=page.objects,
-                    parallelism=self._request.parallelism,
-                ),
-                result_type=BatchResult,
-                start_to_close_timeout=_BATCH_TIMEOUT,
-                heartbeat_timeout=_BATCH_HEARTBEAT,
-                # A cancel waits for the batch to stop, so the rollback never races it.
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    backoff_coefficient=2.0,
-                    maximum_interval=timedelta(seconds=10),
-                    maximum_attempts=self._request.target_attempts,
-                    non_retryable_error_types=list(NON_RETRYABLE_ERRORS),
-                ),
-            )
-        except ActivityError as err:
-            if not is_cancellation(err) and _is_target_failure(err):
-                raise _TargetFailedError(target, describe(err)) from err
-            raise
-        self._honour_cancel()
+        result = await self._on_target(
+            target,
+            COPY_BATCH_ACTIVITY,
+            CopyBatch(
+                migration_id=self._migration_id,
+                tenant_id=self._request.tenant_id,
+                source=self._plan.source,
+                target=target,
+                objects=page.objects,
+                parallelism=self._request.parallelism,
+                check_target=not self._state.target_empty,
+            ),
+            BatchResult,
+            _BATCH_TIMEOUT,
+        )
         switched = await self._call(
             SWITCH_RECORDS_ACTIVITY,
             SwitchRecords(
@@ -365,6 +364,7 @@ class FileMigrationWorkflow:
             bytes_copied=0,
             files_skipped=0,
             records_switched=0,
+            target_empty=False,
             failed_targets=[
                 *state.failed_targets,
                 TargetFailure(failed.target, failed.cause, orphaned_copies=orphans),
@@ -509,6 +509,40 @@ class FileMigrationWorkflow:
         rather than carry on to the next step."""
         if workflow.cancellation_reason() is not None:
             raise asyncio.CancelledError
+
+    async def _on_target(
+        self,
+        target: str,
+        activity: str,
+        arg: object,
+        result_type: type[Result],
+        attempt_timeout: timedelta,
+    ) -> Result:
+        """A step against the target: ``target_attempts`` attempts, then a failure of the
+        target (failover) rather than of the migration."""
+        try:
+            result: Result = await workflow.execute_activity(
+                activity,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=attempt_timeout,
+                heartbeat_timeout=_BATCH_HEARTBEAT,
+                # A cancel waits for the step to stop, so the rollback never races it.
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1),
+                    backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=10),
+                    maximum_attempts=self._request.target_attempts,
+                    non_retryable_error_types=list(NON_RETRYABLE_ERRORS),
+                ),
+            )
+        except ActivityError as err:
+            if not is_cancellation(err) and _is_target_failure(err):
+                raise _TargetFailedError(target, describe(err)) from err
+            raise
+        self._honour_cancel()
+        return result
 
     async def _undo(self, activity: str, arg: object, result_type: type[Result]) -> Result:
         """Long steps (inventory, commit, compensation): watched through heartbeats and

@@ -10,7 +10,6 @@ what this migration wrote, and restores the records it switched.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
@@ -31,11 +30,11 @@ from adx_core.contracts.storage import (
     INVENTORY_ACTIVITY,
     LIST_MIGRATION_PAGE_ACTIVITY,
     MAX_BATCH_SIZE,
+    PROBE_TARGET_ACTIVITY,
     RESTORE_RECORDS_ACTIVITY,
     START_MIGRATION_ACTIVITY,
     SWITCH_RECORDS_ACTIVITY,
     BatchResult,
-    CopiedObject,
     CopyBatch,
     DeleteCopies,
     DeletedObjects,
@@ -53,6 +52,7 @@ from adx_core.contracts.storage import (
     RestoreRecords,
     StartMigration,
     SwitchRecords,
+    TargetProbe,
 )
 from adx_core.contracts.tenants import TenantStatus
 from adx_core.db.engine import Sessions, tenant_session
@@ -60,7 +60,6 @@ from adx_core.db.models import File, StorageMigration, StorageMigrationItem, Ten
 from adx_core.logging import get_logger
 from adx_core.settings import StorageKind
 from adx_core.storage import (
-    ObjectNotFoundError,
     StorageError,
     StorageProvider,
     UnsafeKeyError,
@@ -69,13 +68,11 @@ from adx_core.storage import (
 )
 from adx_core.storage.provider import is_marker
 from adx_core.storage.registry import StorageRegistry
+from adx_workers.files.batch import BatchCopier
 from adx_workers.files.storage_activities import provider_of
 from adx_workers.files.transfer import (
     SideError,
     as_application_error,
-    source_object,
-    target_matches,
-    transfer,
 )
 
 log = get_logger(__name__)
@@ -181,121 +178,29 @@ class MigrationActivities:
         objects = [ObjectRef(i.key, i.size) for i in page.objects if not is_marker(i.key)]
         return ObjectPage(objects=objects, next_token=page.next_token)
 
+    @activity.defn(name=PROBE_TARGET_ACTIVITY)
+    async def probe_target(self, request: InventoryRequest) -> TargetProbe:
+        """Whether the target holds anything under the prefix (its marker aside)."""
+        store = self._provider(request.provider)
+        try:
+            page = await store.list(request.prefix, page_size=2)
+        except StorageError as exc:
+            raise _storage_failure("target", exc) from None
+        return TargetProbe(empty=all(is_marker(info.key) for info in page.objects))
+
     @activity.defn(name=COPY_BATCH_ACTIVITY)
     async def copy_batch(self, batch: CopyBatch) -> BatchResult:
-        """Copy a batch with bounded parallelism; heartbeats the keys done so far."""
-        migration = uuid.UUID(batch.migration_id)
+        """Copy a batch with bounded parallelism (see ``adx_workers.files.batch``)."""
         for ref in batch.objects:
             if not ref.key.startswith(tenant_prefix(batch.tenant_id)):
                 raise _invalid(f"{ref.key!r} is outside the tenant's prefix")
-        source, target = self._provider(batch.source), self._provider(batch.target)
-        rows = await self._item_states(batch, migration)
-        done: dict[str, CopiedObject] = {}
-        details = activity.info().heartbeat_details
-        if details:
-            for key, size, sha256, copied in details[0]:
-                done[key] = CopiedObject(key, int(size), sha256, bool(copied))
-        vanished = 0
-        gate = asyncio.Semaphore(max(1, batch.parallelism))
-
-        async def one(ref: ObjectRef) -> None:
-            nonlocal vanished
-            if ref.key in done:
-                return
-            async with gate:
-                result = await self._copy_one(batch, migration, source, target, ref, rows)
-            if result is None:
-                vanished += 1
-                return
-            done[ref.key] = result
-            activity.heartbeat([[o.key, o.size, o.sha256, o.copied] for o in done.values()])
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for ref in batch.objects:
-                    group.create_task(one(ref))
-        except BaseExceptionGroup as group_error:
-            # The first failure decides; the TaskGroup has cancelled the other copies.
-            first = group_error.exceptions[0]
-            if isinstance(first, SideError):
-                raise as_application_error(first) from None
-            raise first from None
-        ordered = [done[ref.key] for ref in batch.objects if ref.key in done]
-        return BatchResult(objects=ordered, vanished=vanished)
-
-    async def _item_states(self, batch: CopyBatch, migration: uuid.UUID) -> dict[str, str]:
-        async with tenant_session(self._sessions, batch.tenant_id) as session:
-            result = await session.execute(
-                select(StorageMigrationItem.key, StorageMigrationItem.state).where(
-                    StorageMigrationItem.migration_id == migration,
-                    StorageMigrationItem.target == batch.target,
-                    StorageMigrationItem.key.in_([ref.key for ref in batch.objects]),
-                )
-            )
-            return {key: state for key, state in result.all()}
-
-    async def _copy_one(
-        self,
-        batch: CopyBatch,
-        migration: uuid.UUID,
-        source: StorageProvider,
-        target: StorageProvider,
-        ref: ObjectRef,
-        rows: dict[str, str],
-    ) -> CopiedObject | None:
-        state = rows.get(ref.key)
-        try:
-            described = await source_object(source, ref.key)
-        except SideError as exc:
-            if isinstance(exc.error, ObjectNotFoundError):
-                return None  # deleted since it was listed: nothing to move
-            raise
-        size, sha256 = described.size, described.sha256
-        if state == "verified":
-            return CopiedObject(ref.key, size, sha256, copied=False)
-        if await target_matches(target, ref.key, size, sha256):
-            # Written by an attempt that died before recording it ('copying'), or bytes
-            # that were there before this migration (no row): keep them, copy nothing.
-            await self._record(batch, migration, ref.key, size, sha256, state is not None, True)
-            return CopiedObject(ref.key, size, sha256, copied=False)
-        await self._record(batch, migration, ref.key, size, None, True, False)
-        try:
-            done = await transfer(source, ref.key, target, ref.key, described)
-        except SideError as exc:
-            if exc.side == "source" and isinstance(exc.error, ObjectNotFoundError):
-                return None
-            raise
-        await self._record(batch, migration, ref.key, done.size, done.sha256, True, True)
-        return CopiedObject(ref.key, done.size, done.sha256, copied=True)
-
-    async def _record(
-        self,
-        batch: CopyBatch,
-        migration: uuid.UUID,
-        key: str,
-        size: int,
-        sha256: str | None,
-        created: bool,
-        verified: bool,
-    ) -> None:
-        state = "verified" if verified else "copying"
-        statement = insert(StorageMigrationItem).values(
-            migration_id=migration,
-            target=batch.target,
-            key=key,
-            tenant_id=uuid.UUID(batch.tenant_id),
-            size_bytes=size,
-            sha256=sha256,
-            created=created,
-            state=state,
+        copier = BatchCopier(
+            self._sessions, batch, self._provider(batch.source), self._provider(batch.target)
         )
-        async with tenant_session(self._sessions, batch.tenant_id) as session:
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["migration_id", "target", "key"],
-                    set_={"size_bytes": size, "sha256": sha256, "state": state},
-                )
-            )
+        try:
+            return await copier.run()
+        except SideError as exc:
+            raise as_application_error(exc) from None
 
     @activity.defn(name=SWITCH_RECORDS_ACTIVITY)
     async def switch_records(self, request: SwitchRecords) -> RecordsResult:
@@ -454,6 +359,7 @@ class MigrationActivities:
             self.start_migration,
             self.inventory,
             self.list_page,
+            self.probe_target,
             self.copy_batch,
             self.switch_records,
             self.restore_records,
