@@ -47,6 +47,10 @@ class ObjectInfo:
     # written by someone else or the listing does not carry metadata (S3's does not).
     sha256: str | None = None
     content_type: str | None = None
+    # Set by ``put`` only: the service answered with its own digest of the bytes it stored
+    # (S3's ETag of a single-part upload, an MD5), and it matches the bytes sent. A copy
+    # can then trust the write without reading it back.
+    service_verified: bool = False
 
 
 @dataclass(frozen=True)

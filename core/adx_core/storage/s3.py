@@ -331,7 +331,7 @@ class S3Storage(StorageProvider):
             data = b"".join(head)
             del head
             sha256 = digest.hexdigest()
-            await self._run(
+            written = await self._run(
                 key,
                 self._client.put_object,
                 self._bucket,
@@ -342,7 +342,16 @@ class S3Storage(StorageProvider):
                 metadata={"sha256": sha256},
                 part_size=self._part_size,
             )
-            return ObjectInfo(key=key, size=size, sha256=sha256, content_type=content_type)
+            # A single-part upload's ETag is the MD5 S3 computed over what it stored (not
+            # with SSE-KMS or SSE-C, whose ETags are opaque: those are read back instead).
+            md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            return ObjectInfo(
+                key=key,
+                size=size,
+                sha256=sha256,
+                content_type=content_type,
+                service_verified=(written.etag or "").strip('"').lower() == md5,
+            )
 
         staging = f"{RESERVED_SEGMENT_PREFIX}{uuid.uuid4().hex}"
         reader = _ChunkReader(head, source, digest, asyncio.get_running_loop())

@@ -304,3 +304,15 @@ async def test_page_size_is_bounded(store: StorageProvider) -> None:
     for size in (0, -1, 1001):
         with pytest.raises(ValueError, match="page_size"):
             await store.list(PREFIX, page_size=size)
+
+
+async def test_a_write_the_service_confirms_matches_what_was_sent(
+    store: StorageProvider,
+) -> None:
+    """``service_verified`` is a promise: when a provider sets it, the stored bytes are the
+    bytes sent (S3 sets it for single-part uploads, from the ETag)."""
+    data = pattern(50_000, seed=11)
+    info = await store.put(PREFIX + "confirmed", chunks_of(data))
+    if info.service_verified:
+        assert await store.checksum(PREFIX + "confirmed") == hashlib.sha256(data).hexdigest()
+    assert info.service_verified is (store.name == "s3")
