@@ -17,7 +17,7 @@ import psutil
 SAMPLE_SECONDS = 0.25
 
 
-def _cpu(proc: psutil.Process, with_children: bool) -> float:
+def cpu_seconds(proc: psutil.Process, with_children: bool = False) -> float:
     times = proc.cpu_times()
     total = times.user + times.system
     if with_children:
@@ -40,7 +40,7 @@ class Watched:
 
     def cpu(self) -> float:
         try:
-            return _cpu(self.proc, self.with_children)
+            return cpu_seconds(self.proc, self.with_children)
         except psutil.Error:
             return float("nan")
 

@@ -14,6 +14,8 @@ from bench.breakdown import DESCRIBE, FIRST_QUERY, REPEAT_QUERY, STEPS
 from bench.load import PhaseResult
 from bench.procstat import CpuSpan
 from bench.stats import Series, Summary, ratio
+from bench.storage import StorageResults
+from bench.storage_report import markdown as storage_markdown
 
 WORKFLOW_START_LIMIT_MS = 500.0  # seed: "Workflow start time: <500ms"
 PROVISIONING_LIMIT_MS = 120_000.0  # seed: "Tenant provisioning: complete within 2 minutes"
@@ -50,6 +52,7 @@ class Results:
     workflows: dict[str, int] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
     total_seconds: float = 0.0
+    storage: StorageResults | None = None
 
 
 # -- machine ------------------------------------------------------------------------------
@@ -301,7 +304,6 @@ def terminal(results: Results) -> str:
     ):
         out += ["", title, *_plain(header, rows)]
     out += ["", f"workflows: {results.workflows}", f"backlog drain: {_drains(results)}"]
-    out.append(f"total {results.total_seconds:.0f} s")
     return "\n".join(out)
 
 
@@ -397,6 +399,9 @@ make bench                 # the full run, about {seconds:.0f} s here; rewrites 
 Options: `--rounds-scale F` multiplies the round counts, `--keep` keeps the temporary
 directory with the servers' logs, `--output PATH` writes the page elsewhere. Every loop
 is bounded by a count and a time budget; a phase cut short by its budget says so.
+`--storage-only` runs only the storage benchmarks and rewrites only their section;
+`--no-storage` skips them; `--storage-full-size` measures GCS's memory with 1 GiB too
+(the emulator then takes over a minute).
 """
 
 
@@ -442,6 +447,8 @@ def markdown(results: Results, rounds: dict[str, int]) -> str:
     if notes:
         out += ["", "### What these figures say", "", *(f"- {note}" for note in notes)]
     out.append("")
+    if results.storage is not None:
+        out.append(storage_markdown(results.storage))
     out.append(HOW.format(seconds=round(results.total_seconds, -1)))
     return "\n".join(out)
 

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from adx_core.auth import Role, mint_token
 from adx_core.contracts.tenants import PLATFORM_TENANT_ID
 from adx_core.temporal.client import connect
-from bench import load, report, stack
+from bench import load, report, stack, storage, storage_report
 from bench.breakdown import breakdown
 from bench.procstat import Meter, Span
 
@@ -41,6 +41,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="do not write the page")
     parser.add_argument("--output", type=Path, default=DOCS)
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument(
+        "--storage-only",
+        action="store_true",
+        help="only the storage benchmarks; rewrites only the page's storage section",
+    )
+    parts.add_argument("--no-storage", action="store_true", help="skip the storage benchmarks")
+    parser.add_argument(
+        "--storage-full-size",
+        action="store_true",
+        help="measure memory with 1 GiB on every provider (GCS's emulator takes minutes)",
+    )
     return parser.parse_args(argv)
 
 
@@ -180,16 +192,26 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.rounds_scale * (0.1 if args.quick else 1.0)
     rounds = scaled(scale)
     workdir = Path(tempfile.mkdtemp(prefix="adx-bench-"))
-    print(f"ADX Core benchmarks, rounds {rounds}, working in {workdir}", flush=True)
+    what = "storage only" if args.storage_only else f"rounds {rounds}"
+    print(f"ADX Core benchmarks, {what}, working in {workdir}", flush=True)
     try:
         with stack.servers(workdir) as st:
+            date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             results = report.Results(
-                date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                date=date,
                 machine=report.machine(st.temporal.binary, st.postgres.bin_dir),
                 startup_seconds=dict(st.startup_seconds),
             )
             try:
-                asyncio.run(measure(st, rounds, results))
+                if not args.storage_only:
+                    asyncio.run(measure(st, rounds, results))
+                if not args.no_storage:
+                    results.storage = storage.StorageResults(
+                        date=date, machine=storage_report.machine(results.machine)
+                    )
+                    asyncio.run(
+                        storage.measure(st, results.storage, full_size=args.storage_full_size)
+                    )
             finally:
                 for child in st.children:  # only if measure() failed before stopping them
                     child.stop()
@@ -199,8 +221,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     results.total_seconds = time.monotonic() - began
-    print(report.terminal(results))
+    if not args.storage_only:
+        print(report.terminal(results))
+    if results.storage is not None:
+        print(storage_report.terminal(results.storage))
+    print(f"total {results.total_seconds:.0f} s")
     if not args.no_write:
-        report.write(args.output, report.markdown(results, rounds))
+        if args.storage_only:
+            assert results.storage is not None
+            page = args.output.read_text() if args.output.exists() else report.INTRO
+            section = storage_report.markdown(results.storage)
+            report.write(args.output, storage_report.replace_section(page, section))
+        else:
+            page = report.markdown(results, rounds)
+            old = args.output.read_text() if args.output.exists() else ""
+            kept = storage_report.extract_section(old) if results.storage is None else None
+            if kept is not None:  # --no-storage keeps the storage figures the page had
+                page = storage_report.replace_section(page, kept)
+            report.write(args.output, page)
         print(f"wrote {args.output}")
     return 0

@@ -182,6 +182,25 @@ async def start_roles(stack: Stack) -> None:
     _timed(stack.startup_seconds, "worker and api", started)
 
 
+async def start_worker(stack: Stack, domain: str, env: dict[str, str]) -> Child:
+    """``python -m adx_cli worker <domain>`` with ``env`` (an ``ADX_*`` environment), ready.
+    The caller stops it (``Child.stop``); ``stack.children`` does not hold it."""
+    port = free_port()
+    child = _spawn(
+        f"worker-{domain}",
+        [sys.executable, "-m", "adx_cli", "worker", domain],
+        {**env, "ADX_WORKER_HTTP_PORT": str(port)},
+        stack.workdir,
+        f"http://127.0.0.1:{port}/readyz",
+    )
+    try:
+        await _wait_ready(child)
+    except BaseException:
+        child.stop()
+        raise
+    return child
+
+
 def stop_roles(stack: Stack) -> dict[str, int]:
     """Stop the API, then the worker (SIGTERM, by pid); their exit codes."""
     codes: dict[str, int] = {}

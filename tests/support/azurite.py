@@ -41,6 +41,11 @@ class Azurite:
             f"AccountKey={account_key};BlobEndpoint={self.account_url};"
         )
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the benchmarks measure its CPU)."""
+        return self._process.pid if self._process is not None else None
+
     def env(self, bucket: str) -> dict[str, str]:
         return {
             "ADX_AZURE_CONTAINER": bucket,

@@ -60,6 +60,11 @@ class GcsEmulator:
             self._process.wait()
         self._process = None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the benchmarks measure its CPU)."""
+        return self._process.pid if self._process is not None else None
+
     def env(self, bucket: str) -> dict[str, str]:
         return {
             "ADX_GCS_ENDPOINT": self.url,

@@ -72,6 +72,11 @@ class MotoServer:
             self._process.wait()
         self._process = None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the benchmarks measure its CPU)."""
+        return self._process.pid if self._process is not None else None
+
     def env(self, bucket: str) -> dict[str, str]:
         return {
             "ADX_S3_ENDPOINT": self.endpoint,

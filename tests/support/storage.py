@@ -30,6 +30,9 @@ class StorageServer(Protocol):
 
     def env(self, bucket: str) -> dict[str, str]: ...
 
+    @property
+    def pid(self) -> int | None: ...
+
 
 def settings_for(
     kind: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, **overrides: str
