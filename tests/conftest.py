@@ -273,37 +273,30 @@ def traces() -> Iterator[TraceReceiver]:
 # Object storage servers, one of each per session; a test that stops a server starts its own.
 
 
-@pytest.fixture(scope="session")
-def s3_server(session_dir: Path) -> Iterator[StorageServer]:
-    from tests.support.moto_server import MotoServer
-
-    server = MotoServer(session_dir / "moto")
+def _serving(server: StorageServer) -> Iterator[StorageServer]:
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(session_dir: Path) -> Iterator[StorageServer]:
+    from tests.support.moto_server import MotoServer
+
+    yield from _serving(MotoServer(session_dir / "moto"))
 
 
 @pytest.fixture(scope="session")
 def gcs_server(session_dir: Path) -> Iterator[StorageServer]:
     from tests.support.gcs_emulator import GcsEmulator
 
-    server = GcsEmulator(session_dir / "gcs")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(GcsEmulator(session_dir / "gcs"))
 
 
 @pytest.fixture(scope="session")
 def azure_server(session_dir: Path) -> Iterator[StorageServer]:
     from tests.support.azurite import Azurite
 
-    server = Azurite(session_dir / "azurite")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(Azurite(session_dir / "azurite"))

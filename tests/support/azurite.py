@@ -7,11 +7,11 @@ Azurite checks Shared Key signatures like Azure does, so a wrong key is refused.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
-from adx_cli.devstack.net import free_port, is_tcp_open
+from adx_cli.devstack.net import is_tcp_open
+from tests.support.loopback import LoopbackServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BLOB = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
@@ -23,13 +23,7 @@ ACCOUNT_KEY = (
 )
 
 
-class Azurite:
-    def __init__(self, workdir: Path) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self._workdir = workdir
-        self._process: subprocess.Popen[bytes] | None = None
-
+class Azurite(LoopbackServer):
     @property
     def account_url(self) -> str:
         # Path-style: the account is the first path segment, as on Azurite's own endpoints.
@@ -40,11 +34,6 @@ class Azurite:
             f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};"
             f"AccountKey={account_key};BlobEndpoint={self.account_url};"
         )
-
-    @property
-    def pid(self) -> int | None:
-        """The server's process id while it runs (the benchmarks measure its CPU)."""
-        return self._process.pid if self._process is not None else None
 
     def env(self, bucket: str) -> dict[str, str]:
         return {
@@ -57,9 +46,7 @@ class Azurite:
             raise RuntimeError(
                 f"Azurite is not installed ({AZURITE_BLOB} is missing): run make, which runs npm ci"
             )
-        self._workdir.mkdir(parents=True, exist_ok=True)
-        log = (self._workdir / "azurite.log").open("ab")
-        self._process = subprocess.Popen(
+        process = self._spawn(
             [
                 str(AZURITE_BLOB),
                 "--blobHost",
@@ -75,16 +62,13 @@ class Azurite:
                 # No --location: Azurite refuses it together with --inMemoryPersistence.
                 "--silent",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Anything Azurite would write beside it stays in the workdir.
-            cwd=self._workdir,
+            # Anything Azurite would write beside it stays in the workdir (its cwd).
+            "azurite.log",
         )
-        log.close()
         deadline = time.monotonic() + timeout
         while not is_tcp_open(self.host, self.port):
-            if self._process.poll() is not None:
-                code = self._process.returncode
+            if process.poll() is not None:
+                code = process.returncode
                 self._process = None
                 raise RuntimeError(
                     f"azurite-blob exited with {code}; see {self._workdir / 'azurite.log'}"
@@ -93,14 +77,3 @@ class Azurite:
                 self.stop()
                 raise RuntimeError("azurite-blob did not start listening in time")
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None

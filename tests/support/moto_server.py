@@ -8,12 +8,12 @@ policies, for the tests that need credentials refused. It is stopped by its own 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from adx_cli.devstack.net import free_port, wait_for_http
+from adx_cli.devstack.net import wait_for_http
+from tests.support.loopback import LoopbackServer
 
 MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 REGION = "us-east-1"
@@ -22,13 +22,10 @@ ACCESS_KEY = "adx-test-access-key"
 SECRET_KEY = "adx-test-secret-key-not-a-secret"
 
 
-class MotoServer:
+class MotoServer(LoopbackServer):
     def __init__(self, workdir: Path, *, iam_auth: bool = False) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self._workdir = workdir
+        super().__init__(workdir)
         self._iam_auth = iam_auth
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -39,43 +36,18 @@ class MotoServer:
         return f"http://{self.endpoint}"
 
     def start(self, timeout: float = 30.0) -> None:
-        self._workdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "AWS_DEFAULT_REGION": REGION}
         if self._iam_auth:
             # Every request is checked from the first one on; see allow_unsigned.
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-        log = (self._workdir / f"moto-{self.port}.log").open("ab")
-        self._process = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", self.host, "-p", str(self.port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
+        self._spawn(
+            [str(MOTO_SERVER), "-H", self.host, "-p", str(self.port)], f"moto-{self.port}.log", env
         )
-        log.close()
         try:
             wait_for_http(f"{self.url}/moto-api/", timeout, alive=self._alive)
         except (TimeoutError, RuntimeError):
             self.stop()
             raise
-
-    def _alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
-
-    @property
-    def pid(self) -> int | None:
-        """The server's process id while it runs (the benchmarks measure its CPU)."""
-        return self._process.pid if self._process is not None else None
 
     def env(self, bucket: str) -> dict[str, str]:
         return {

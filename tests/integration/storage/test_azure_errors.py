@@ -8,11 +8,8 @@ import asyncio
 import base64
 import logging
 import os
-import socket
-import time
-import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +18,17 @@ from adx_core.storage import (
     ObjectNotFoundError,
     StorageAuthError,
     StorageError,
-    StorageProvider,
     StorageUnavailableError,
     open_storage,
     tenant_prefix,
 )
 from tests.support.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from tests.support.storage import StorageServer, provider_for, refused_port, settings_for
+from tests.support.storage_errors import calls as shared_calls
+from tests.support.storage_errors import one_chunk, raises_quickly, shows_nothing_of
+from tests.support.storage_errors import silent_port as hung_port
 
 PREFIX = tenant_prefix("5b0f3a52-1d1e-4c55-8f43-6f0a9f1c2d7e")
-# Fast enough that no client-side retry with backoff could have happened.
-QUICK = 3.0
 
 
 def container() -> str:
@@ -57,52 +54,10 @@ def env_for(port: int, key: str) -> dict[str, str]:
     }
 
 
-async def drain(chunks: AsyncIterator[bytes]) -> None:
-    async for _ in chunks:
-        pass
-
-
-async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
-def calls(store: StorageProvider) -> dict[str, Callable[[], Awaitable[object]]]:
-    """One call of each kind, each its own request to the service."""
-    return {
-        "put": lambda: store.put(PREFIX + "a", one_chunk(b"data")),
-        "get": lambda: drain(store.get(PREFIX + "a")),
-        "stat": lambda: store.stat(PREFIX + "a"),
-        "copy": lambda: store.copy(PREFIX + "a", PREFIX + "b"),
-        "delete": lambda: store.delete(PREFIX + "a"),
-        "list": lambda: store.list(PREFIX),
-        "ensure_container": store.ensure_container,
-    }
-
-
-async def raises_quickly(
-    expected: type[StorageError], call: Callable[[], Awaitable[object]]
-) -> StorageError:
-    started = time.monotonic()
-    with pytest.raises(expected) as caught:
-        await call()
-    elapsed = time.monotonic() - started
-    assert elapsed < QUICK, f"took {elapsed:.1f} s: a hidden retry?"
-    return caught.value
-
-
-def shows_nothing_of(secret: str, exc: BaseException) -> None:
-    text = "".join(traceback.format_exception(exc))
-    assert secret not in text
-    assert secret not in repr(exc)
-
-
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never answers: a hung server."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
+    with hung_port() as port:
+        yield port
 
 
 async def test_a_server_that_is_down_is_unavailable_at_once(
@@ -112,7 +67,7 @@ async def test_a_server_that_is_down_is_unavailable_at_once(
         env = env_for(port, a_key())
         store = open_storage(settings_for("azure", env, monkeypatch), "azure")
         try:
-            for name, call in calls(store).items():
+            for name, call in shared_calls(store, PREFIX).items():
                 exc = await raises_quickly(StorageUnavailableError, call)
                 assert exc.retryable, name
         finally:
@@ -132,7 +87,7 @@ async def test_a_stopped_server_is_unavailable(
     try:
         # The first calls meet the connection kept alive from before, the later ones a
         # refused connect: both are the service being away.
-        for call in calls(store).values():
+        for call in shared_calls(store, PREFIX).values():
             await raises_quickly(StorageUnavailableError, call)
     finally:
         await store.close()
@@ -195,7 +150,7 @@ async def test_a_wrong_key_is_refused_and_never_shown(
     env = env_for(azure_server.port, key)
     store = open_storage(settings_for("azure", env, monkeypatch), "azure")
     try:
-        for name, call in calls(store).items():
+        for name, call in shared_calls(store, PREFIX).items():
             exc = await raises_quickly(StorageAuthError, call)
             assert not exc.retryable, name
             shows_nothing_of(key, exc)
@@ -262,7 +217,7 @@ async def test_a_missing_container_is_named(
     env = azure_server.env(container())
     store = open_storage(settings_for("azure", env, monkeypatch), "azure")  # not created
     try:
-        for name, call in calls(store).items():
+        for name, call in shared_calls(store, PREFIX).items():
             if name == "ensure_container":
                 continue
             exc = await raises_quickly(StorageError, call)

@@ -13,9 +13,6 @@ import asyncio
 import json
 import logging
 import secrets
-import socket
-import time
-import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -34,10 +31,11 @@ from adx_core.storage import (
 )
 from tests.support.gcs_emulator import PROJECT, GcsEmulator
 from tests.support.storage import StorageServer, provider_for, refused_port, settings_for
+from tests.support.storage_errors import calls as shared_calls
+from tests.support.storage_errors import drain, one_chunk, raises_quickly, shows_nothing_of
+from tests.support.storage_errors import silent_port as hung_port
 
 PREFIX = tenant_prefix("5b0f3a52-1d1e-4c55-8f43-6f0a9f1c2d7e")
-# Fast enough that no client-side retry with backoff could have happened.
-QUICK = 3.0
 MiB = 1024 * 1024
 
 
@@ -53,15 +51,6 @@ def env_for(port: int) -> dict[str, str]:
     }
 
 
-async def drain(chunks: AsyncIterator[bytes]) -> None:
-    async for _ in chunks:
-        pass
-
-
-async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
 async def parts(size: int) -> AsyncIterator[bytes]:
     for start in range(0, size, MiB):
         yield b"p" * min(MiB, size - start)
@@ -70,41 +59,15 @@ async def parts(size: int) -> AsyncIterator[bytes]:
 def calls(store: StorageProvider) -> dict[str, Callable[[], Awaitable[object]]]:
     """One call of each kind; ``put_large`` takes the resumable upload."""
     return {
-        "put": lambda: store.put(PREFIX + "a", one_chunk(b"data")),
+        **shared_calls(store, PREFIX),
         "put_large": lambda: store.put(PREFIX + "big", parts(11 * MiB)),
-        "get": lambda: drain(store.get(PREFIX + "a")),
-        "stat": lambda: store.stat(PREFIX + "a"),
-        "copy": lambda: store.copy(PREFIX + "a", PREFIX + "b"),
-        "delete": lambda: store.delete(PREFIX + "a"),
-        "list": lambda: store.list(PREFIX),
-        "ensure_container": store.ensure_container,
     }
-
-
-async def raises_quickly(
-    expected: type[StorageError], call: Callable[[], Awaitable[object]]
-) -> StorageError:
-    started = time.monotonic()
-    with pytest.raises(expected) as caught:
-        await call()
-    elapsed = time.monotonic() - started
-    assert elapsed < QUICK, f"took {elapsed:.1f} s: a hidden retry?"
-    return caught.value
-
-
-def shows_nothing_of(secret: str, exc: BaseException) -> None:
-    text = "".join(traceback.format_exception(exc))
-    assert secret not in text
-    assert secret not in repr(exc)
 
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never answers: a hung server."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
+    with hung_port() as port:
+        yield port
 
 
 class Answering:
