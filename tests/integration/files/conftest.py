@@ -51,6 +51,14 @@ async def settings(
 
 
 @pytest.fixture
+async def stores(settings: Settings) -> AsyncIterator[StorageRegistry]:
+    """The test's own clients of every provider, to seed and inspect the buckets."""
+    registry = StorageRegistry(settings)
+    yield registry
+    await registry.close()
+
+
+@pytest.fixture
 async def files_worker(
     settings: Settings, temporal_client: Client, resources: WorkerResources
 ) -> AsyncIterator[Worker]:

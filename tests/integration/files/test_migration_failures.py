@@ -48,45 +48,45 @@ async def migration_row(owner_engine: AsyncEngine, tenant_id: str) -> tuple[str,
 
 
 async def test_a_cancel_rolls_everything_back(
-    settings: Settings, temporal_client: Client, files_worker: object, owner_engine: AsyncEngine
+    settings: Settings,
+    temporal_client: Client,
+    files_worker: object,
+    owner_engine: AsyncEngine,
+    stores: StorageRegistry,
 ) -> None:
-    stores = StorageRegistry(settings)
-    try:
-        local = stores.get("local")
-        seeded = await seed_tenant(owner_engine, local, files=300, unrecorded=0)
-        handle = await start(
-            temporal_client,
-            settings,
-            FileMigrationRequest(
-                tenant_id=seeded.tenant_id,
-                target="s3",
-                batch_size=10,
-                parallelism=1,
-                migration_id=str(uuid.uuid4()),
-            ),
-        )
+    local = stores.get("local")
+    seeded = await seed_tenant(owner_engine, local, files=300, unrecorded=0)
+    handle = await start(
+        temporal_client,
+        settings,
+        FileMigrationRequest(
+            tenant_id=seeded.tenant_id,
+            target="s3",
+            batch_size=10,
+            parallelism=1,
+            migration_id=str(uuid.uuid4()),
+        ),
+    )
 
-        async def some_switched() -> bool:
-            snapshot = await progress_of(temporal_client, handle.id)
-            return snapshot.counters.get("records_switched", 0) >= 30
-
-        await wait_until(some_switched, 60, "the first records to switch")
-        await handle.cancel()
-        with pytest.raises(WorkflowFailureError) as failure:
-            await handle.result()
-        assert isinstance(failure.value.cause, CancelledError)
-
-        # The target is clean, the records are unchanged, the source is intact.
-        assert await listing(stores.get("s3"), seeded.prefix) == {}
-        assert await record_providers(owner_engine, seeded.tenant_id) == {"local": 300}
-        assert set(await listing(local, seeded.prefix)) == set(seeded.objects)
-        for key, sha256 in seeded.objects.items():
-            assert await local.checksum(key) == sha256
-        assert (await migration_row(owner_engine, seeded.tenant_id))[0] == "rolled_back"
+    async def some_switched() -> bool:
         snapshot = await progress_of(temporal_client, handle.id)
-        assert snapshot.step == "cancelled"
-    finally:
-        await stores.close()
+        return snapshot.counters.get("records_switched", 0) >= 30
+
+    await wait_until(some_switched, 60, "the first records to switch")
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+
+    # The target is clean, the records are unchanged, the source is intact.
+    assert await listing(stores.get("s3"), seeded.prefix) == {}
+    assert await record_providers(owner_engine, seeded.tenant_id) == {"local": 300}
+    assert set(await listing(local, seeded.prefix)) == set(seeded.objects)
+    for key, sha256 in seeded.objects.items():
+        assert await local.checksum(key) == sha256
+    assert (await migration_row(owner_engine, seeded.tenant_id))[0] == "rolled_back"
+    snapshot = await progress_of(temporal_client, handle.id)
+    assert snapshot.step == "cancelled"
 
 
 async def test_a_target_that_stops_fails_over_to_the_fallback(

@@ -16,7 +16,6 @@ from adx_core.contracts.storage import (
     ObjectLocation,
     StoreContentRequest,
 )
-from adx_core.settings import Settings
 from adx_core.storage import StorageRegistry, tenant_prefix
 from adx_workers.files.storage_activities import StorageActivities
 
@@ -26,13 +25,6 @@ PREFIX = tenant_prefix(TENANT)
 
 async def chunks(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-@pytest.fixture
-async def stores(settings: Settings) -> AsyncIterator[StorageRegistry]:
-    registry = StorageRegistry(settings)
-    yield registry
-    await registry.close()
 
 
 async def test_copy_verifies_and_a_repeat_copies_nothing(stores: StorageRegistry) -> None:

@@ -24,12 +24,8 @@ URL = "/v1/storage/migrations"
 
 
 @pytest.fixture
-async def seeded(settings: Settings, owner_engine: AsyncEngine) -> SeededTenant:
-    stores = StorageRegistry(settings)
-    try:
-        return await seed_tenant(owner_engine, stores.get("local"), files=30)
-    finally:
-        await stores.close()
+async def seeded(owner_engine: AsyncEngine, stores: StorageRegistry) -> SeededTenant:
+    return await seed_tenant(owner_engine, stores.get("local"), files=30)
 
 
 def admin_of(token: TokenFactory, seeded: SeededTenant, role: Role = Role.TENANT_ADMIN) -> str:
@@ -86,27 +82,24 @@ async def test_a_cancel_through_the_api_rolls_back(
     settings: Settings,
     files_worker: Worker,
     owner_engine: AsyncEngine,
+    stores: StorageRegistry,
 ) -> None:
-    stores = StorageRegistry(settings)
-    try:
-        seeded = await seed_tenant(owner_engine, stores.get("local"), files=200, unrecorded=0)
-        bearer = admin_of(token, seeded)
-        response = await api.post(
-            URL, json={"target": "s3", "batch_size": 5, "parallelism": 1}, headers=auth(bearer)
-        )
-        assert response.status == 202
-        location = response.headers["Location"]
-        # A second migration of the same tenant while the first runs is a conflict.
-        again = await api.post(URL, json={"target": "gcs"}, headers=auth(bearer))
-        assert again.status == 409
-        cancel = await api.post(f"{location}/cancel", headers=auth(bearer))
-        assert cancel.status == 202
-        final = await wait_for_status(api, bearer, location, within=60)
-        assert final["status"] == "cancelled"
-        assert await listing(stores.get("s3"), seeded.prefix) == {}
-        assert await record_providers(owner_engine, seeded.tenant_id) == {"local": 200}
-    finally:
-        await stores.close()
+    seeded = await seed_tenant(owner_engine, stores.get("local"), files=200, unrecorded=0)
+    bearer = admin_of(token, seeded)
+    response = await api.post(
+        URL, json={"target": "s3", "batch_size": 5, "parallelism": 1}, headers=auth(bearer)
+    )
+    assert response.status == 202
+    location = response.headers["Location"]
+    # A second migration of the same tenant while the first runs is a conflict.
+    again = await api.post(URL, json={"target": "gcs"}, headers=auth(bearer))
+    assert again.status == 409
+    cancel = await api.post(f"{location}/cancel", headers=auth(bearer))
+    assert cancel.status == 202
+    final = await wait_for_status(api, bearer, location, within=60)
+    assert final["status"] == "cancelled"
+    assert await listing(stores.get("s3"), seeded.prefix) == {}
+    assert await record_providers(owner_engine, seeded.tenant_id) == {"local": 200}
 
 
 async def test_a_platform_admin_moves_any_tenant(
