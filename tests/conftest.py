@@ -152,7 +152,9 @@ async def clean_tables(owner_engine: AsyncEngine) -> None:
             text(
                 "TRUNCATE audit_log, files, memberships, tenant_quotas, tenant_role_permissions,"
                 " tenant_usage, tenant_alerts, payments, auth_sessions, invitations,"
-                " notifications_sent, storage_migration_items, storage_migrations, users"
+                " notifications_sent, storage_migration_items, storage_migrations,"
+                " file_permissions, file_shares, group_members, groups, upload_parts,"
+                " upload_sessions, users"
                 " RESTART IDENTITY"
             )
         )

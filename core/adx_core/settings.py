@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MEDIA_RANGE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,62}/(\*|[a-z0-9][a-z0-9.+-]{0,126})$")
 
 
 class Environment(StrEnum):
@@ -52,6 +53,17 @@ class StorageKind(StrEnum):
     S3 = "s3"
     GCS = "gcs"
     AZURE = "azure"
+
+
+class ScannerKind(StrEnum):
+    CLAMD = "clamd"
+    # Development only: knows the EICAR test string and nothing else; refused in production.
+    EICAR = "eicar"
+
+
+class ThumbnailFormat(StrEnum):
+    WEBP = "webp"
+    PNG = "png"
 
 
 class PaymentProvider(StrEnum):
@@ -171,6 +183,52 @@ class Settings(BaseSettings):
     azure_account_url: str | None = None
     azure_account_key: SecretStr | None = None
 
+    # Virus scanning. clamd listens on host:port, or on a Unix socket ("unix:/path"). A
+    # file larger than scan_max_bytes is rejected, never passed as clean: keep it at or
+    # below clamd's StreamMaxLength, MaxScanSize and MaxFileSize (and run clamd with
+    # AlertExceedsMax yes, so that a limit clamd hits is reported, not skipped).
+    scanner: ScannerKind = ScannerKind.CLAMD
+    clamd_address: str = "127.0.0.1:3310"
+    scan_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    scan_max_bytes: int = Field(default=100 * 1024**2, ge=1024, le=4 * 1024**3 - 1)
+
+    # Uploads and what file_upload_workflow does with them.
+    # A resumable upload keeps what arrived in segments of this size: a dropped connection
+    # loses at most one segment.
+    upload_segment_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=512 * 1024 * 1024)
+    # An unfinished resumable upload is kept this long after its last write.
+    upload_session_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 86_400)
+    # Types a tenant may upload unless its settings narrow them ("image/*" matches a family).
+    upload_allowed_types: Annotated[tuple[str, ...], NoDecode] = (
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+        "text/csv",
+        "text/markdown",
+        "application/json",
+        "application/zip",
+        "application/octet-stream",
+    )
+    thumbnail_sizes: Annotated[tuple[int, ...], NoDecode] = (128, 512)
+    thumbnail_format: ThumbnailFormat = ThumbnailFormat.WEBP
+    # Thumbnails, metadata and analysis together get this long; a late step is left to
+    # file_processing_workflow and the upload completes without it.
+    processing_deadline_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Larger files are stored and scanned but not opened for thumbnails or analysis.
+    processing_max_bytes: int = Field(default=100 * 1024**2, ge=1024)
+    # Decompression-bomb limits, checked before anything is decoded.
+    max_image_pixels: int = Field(default=40_000_000, ge=10_000, le=1_000_000_000)
+    archive_max_entries: int = Field(default=10_000, ge=1, le=1_000_000)
+    archive_max_bytes: int = Field(default=1024**3, ge=1024)
+    archive_max_ratio: int = Field(default=100, ge=2, le=10_000)
+    archive_max_depth: int = Field(default=3, ge=1, le=10)
+    # The content analyzer: empty for the built-in one (colours, language, keywords), or
+    # "package.module:ClassName" for a heavier one installed alongside.
+    analyzer: str | None = None
+
     # Notifications (welcome, invitations, quota alerts): SMTP or a signed webhook.
     notify_provider: NotifyProvider = NotifyProvider.SMTP
     notify_from: str = "ADX Core <noreply@adx.local>"
@@ -216,6 +274,52 @@ class Settings(BaseSettings):
             return tuple(origin.strip() for origin in value.split(",") if origin.strip())
         return value
 
+    @field_validator("upload_allowed_types", mode="before")
+    @classmethod
+    def _split_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip().lower() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("upload_allowed_types")
+    @classmethod
+    def _valid_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _MEDIA_RANGE.match(item):
+                raise ValueError(f"{item!r} is not a media type such as image/png or image/*")
+        return value
+
+    @field_validator("thumbnail_sizes", mode="before")
+    @classmethod
+    def _split_sizes(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return tuple(int(item) for item in value.split(",") if item.strip())
+            except ValueError:
+                raise ValueError("must be comma-separated pixel sizes, such as 128,512") from None
+        return value
+
+    @field_validator("thumbnail_sizes")
+    @classmethod
+    def _valid_sizes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not 1 <= len(value) <= 6 or len(set(value)) != len(value):
+            raise ValueError("give one to six distinct sizes")
+        if any(not 16 <= size <= 2048 for size in value):
+            raise ValueError("each size must be 16 to 2048 pixels")
+        return tuple(sorted(value))
+
+    @field_validator("clamd_address")
+    @classmethod
+    def _valid_clamd_address(cls, value: str) -> str:
+        if value.startswith("unix:"):
+            if not value[5:].startswith("/"):
+                raise ValueError("a Unix socket must be written unix:/absolute/path")
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port or unix:/path/to/socket")
+        return value
+
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _valid_database_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -257,6 +361,10 @@ class Settings(BaseSettings):
         if self.notify_provider is NotifyProvider.WEBHOOK and not self.notify_webhook_url:
             raise ValueError("ADX_NOTIFY_PROVIDER=webhook needs ADX_NOTIFY_WEBHOOK_URL")
         self._check_storage()
+        if self.env is Environment.PRODUCTION and self.scanner is ScannerKind.EICAR:
+            raise ValueError(
+                "ADX_SCANNER=eicar only knows the EICAR test string; production needs clamd"
+            )
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError("ADX_JWT_SECRET must be at least 32 characters")
         return self
@@ -298,6 +406,14 @@ class Settings(BaseSettings):
     def app_role(self) -> str:
         """The database role the application connects as; migrations create it."""
         return make_url(self.database_url.get_secret_value()).username or "adx_app"
+
+    @property
+    def clamd_endpoint(self) -> tuple[str, int] | str:
+        """(host, port) for TCP, or the path of clamd's Unix socket."""
+        if self.clamd_address.startswith("unix:"):
+            return self.clamd_address[5:]
+        host, _, port = self.clamd_address.rpartition(":")
+        return host.strip("[]"), int(port)
 
     def task_queue(self, domain: str) -> str:
         return f"{self.task_queue_prefix}{domain}"

@@ -116,10 +116,107 @@ class File(Base):
     checksum_sha256: Mapped[str | None] = mapped_column(String(64))
     storage_provider: Mapped[str] = mapped_column(String(16), server_default="local")
     storage_key: Mapped[str] = mapped_column(String(1024))
+    # scanning (in quarantine), ready or rejected; see adx_core.contracts.files.FileStatus.
     status: Mapped[str] = mapped_column(String(20))
     created_by: Mapped[uuid.UUID | None]
+    # ``metadata`` is reserved by SQLAlchemy's declarative base, hence the attribute name.
+    file_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", server_default="{}")
+    thumbnails: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    processing: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    analysis: Mapped[dict[str, Any] | None]
+    rejection: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+
+
+class FileShare(Base):
+    """A share of a file: grants to users or groups, or a link (token and password kept
+    only as hashes). Revoking sets ``revoked_at`` and deletes the grants at once."""
+
+    __tablename__ = "file_shares"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    role: Mapped[str] = mapped_column(String(8))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[datetime | None]
+    created_by: Mapped[uuid.UUID | None]
+    grantees: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[datetime | None]
+
+
+class FilePermission(Base):
+    __tablename__ = "file_permissions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    principal_kind: Mapped[str] = mapped_column(String(8))
+    principal_id: Mapped[uuid.UUID]
+    role: Mapped[str] = mapped_column(String(8))
+    share_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("file_shares.id", ondelete="CASCADE")
+    )
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class UploadSession(Base):
+    """A resumable upload: its segments are stored as they arrive (see UploadPart)."""
+
+    __tablename__ = "upload_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    owner_id: Mapped[uuid.UUID]
+    file_id: Mapped[uuid.UUID]
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    length: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    provider: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(12))
+    operation_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+
+
+class UploadPart(Base):
+    __tablename__ = "upload_parts"
+
+    upload_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("upload_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(1024))
 
 
 class AuditEntry(Base):
