@@ -13,11 +13,24 @@ from temporalio.service import RetryConfig
 from adx_api import keys
 from adx_api.middleware import auth_middleware, context_middleware, problem_middleware
 from adx_api.openapi import openapi_json
-from adx_api.routes import codec, operations, storage, tenant_reads, tenants, upgrade, users
+from adx_api.routes import (
+    codec,
+    files,
+    groups,
+    operations,
+    shares,
+    storage,
+    tenant_reads,
+    tenants,
+    upgrade,
+    uploads,
+    users,
+)
 from adx_core.db.engine import Sessions, create_engine, create_sessions
 from adx_core.metrics import temporal_runtime
 from adx_core.ops_http import add_ops_routes
 from adx_core.settings import Settings
+from adx_core.storage import StorageRegistry
 from adx_core.temporal.client import connect
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -47,6 +60,7 @@ def create_app(
     app[keys.SETTINGS] = settings
     app.cleanup_ctx.append(_temporal_ctx(settings, temporal))
     app.cleanup_ctx.append(_database_ctx(settings, sessions))
+    app.cleanup_ctx.append(_storage_ctx(settings))
 
     async def database() -> None:
         async with app[keys.SESSIONS]() as session:
@@ -62,8 +76,12 @@ def create_app(
     upgrade.add_routes(app)
     users.add_routes(app)
     storage.add_routes(app)
+    files.add_routes(app)
+    uploads.add_routes(app)
     operations.add_routes(app)
     codec.add_routes(app)
+    shares.add_routes(app)
+    groups.add_routes(app)
     return app
 
 
@@ -73,6 +91,15 @@ def _temporal_ctx(settings: Settings, given: Client | None) -> CleanupContext:
             settings, runtime=temporal_runtime(), identity="adx-api", retry_config=API_RPC_RETRY
         )
         yield
+
+    return ctx
+
+
+def _storage_ctx(settings: Settings) -> CleanupContext:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[keys.STORES] = StorageRegistry(settings)
+        yield
+        await app[keys.STORES].close()
 
     return ctx
 

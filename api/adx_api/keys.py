@@ -9,10 +9,13 @@ from adx_core.auth import Claims
 from adx_core.context import AuthContext
 from adx_core.db.engine import Sessions
 from adx_core.settings import Settings
+from adx_core.storage import StorageRegistry
 
 SETTINGS = web.AppKey("settings", Settings)
 TEMPORAL = web.AppKey("temporal", Client)
 SESSIONS = web.AppKey("sessions", Sessions)
+# Clients of every configured storage provider, opened on first use (uploads, downloads).
+STORES = web.AppKey("stores", StorageRegistry)
 
 # Request-scoped values, set by the middlewares.
 CLAIMS = web.RequestKey("claims", Claims)

@@ -28,6 +28,9 @@ _tracer = trace.get_tracer("adx_api")
 
 # Paths that answer without a token: probes, metrics and the API description.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Path prefixes that answer without a bearer token: a shared link (/s/<token>) carries its
+# own credential and its route checks it.
+PUBLIC_PREFIXES = ("/s/",)
 # Paths whose routes handle a missing token themselves (a given token is still checked).
 OPTIONAL_AUTH_PATHS = CODEC_PATHS
 
@@ -119,7 +122,11 @@ def _unavailable(what: str) -> ProblemError:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require a valid bearer token on everything but the public paths."""
-    if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+    if (
+        request.path in PUBLIC_PATHS
+        or request.path.startswith(PUBLIC_PREFIXES)
+        or request.method == "OPTIONS"
+    ):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -9,10 +9,20 @@ from aiohttp import web
 from adx_api.openapi_parts import OPERATION as _OPERATION
 from adx_api.openapi_parts import OPERATION_ID_PARAM as _ID_PARAM
 from adx_api.openapi_parts import errors as _errors
-from adx_api.routes import storage, tenant_reads, tenants, upgrade, users
+from adx_api.routes import (
+    files,
+    groups,
+    shares,
+    storage,
+    tenant_reads,
+    tenants,
+    upgrade,
+    uploads,
+    users,
+)
 
 # Route modules that describe their own paths and request models.
-ROUTE_MODULES = (tenants, tenant_reads, upgrade, users, storage)
+ROUTE_MODULES = (tenants, tenant_reads, upgrade, users, storage, files, uploads, shares, groups)
 
 
 def _module_parts() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 
+from adx_cli.devstack.clamd import DevScanner, find_clamd
 from adx_cli.devstack.mail import DevMailServer
 from adx_cli.devstack.net import is_http_ready
 from adx_cli.devstack.postgres import EmbeddedPostgres
@@ -113,20 +114,24 @@ def run_dev(home: Path, ports: DevPorts) -> int:
         extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{ports.api}/codec"],
     )
     mail = DevMailServer(home / "mail", ports.smtp)
+    scanner = DevScanner(home / "clamd", binary=find_clamd())
     try:
         _step("starting the mail server", mail.start)
         _step("starting PostgreSQL", postgres.start)
         postgres.create_database("adx")
         _step("starting Temporal", temporal.start)
         env = stack_env(home, ports, postgres)
+        env.update(scanner.env())
         os.environ.update(env)
         settings = load_settings()
         # For `adx token`, `adx migrate` and friends in another terminal.
         _write_env(home / "dev.env", env)
+        _step("starting the virus scanner", lambda: scanner.start(settings.scan_max_bytes))
         _step("migrating the database", lambda: asyncio.run(upgrade(settings)))
         supervisor = _supervisor(env, ports, settings, started)
         return supervisor.run_sync()
     finally:
+        scanner.stop()
         temporal.stop()
         postgres.stop()
         mail.stop()

@@ -24,6 +24,7 @@ class Template(StrEnum):
     QUOTA_ALERT = "quota_alert"
     PLAN_CHANGED = "plan_changed"
     TENANT_DEPROVISIONED = "tenant_deprovisioned"
+    FILE_SHARED = "file_shared"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from adx_core.contracts.notifications import NotificationRequest, Template
 # inject headers into a mail, so they are replaced, and each value is bounded.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MAX_PARAM = 200
+# A few parameters carry a person's own words and may be longer (a share's message).
+_LONG_PARAMS = {"note": 600}
 
 _TEMPLATES: dict[Template, tuple[str, str]] = {
     Template.WELCOME: (
@@ -38,6 +40,12 @@ _TEMPLATES: dict[Template, tuple[str, str]] = {
         "$tenant_name has been removed",
         "The tenant $tenant_name ($tenant_slug) and its data have been removed.\n",
     ),
+    # Never a password: a protected link's password travels by another channel.
+    Template.FILE_SHARED: (
+        '$sharer_name shared "$file_name" with you',
+        'Hello,\n\n$sharer_name shared the file "$file_name" with you as $role.\n'
+        "Open it at: $link\nAccess ends: $expires_at\n\n$note\n",
+    ),
 }
 
 
@@ -55,13 +63,16 @@ class Message:
     text: str
 
 
-def _clean(value: str) -> str:
-    return _CONTROL.sub(" ", value)[:_MAX_PARAM]
+def _clean(value: str, limit: int = _MAX_PARAM) -> str:
+    return _CONTROL.sub(" ", value)[:limit]
 
 
 def render(request: NotificationRequest) -> Message:
     subject, body = _TEMPLATES[Template(request.template)]
-    params = {name: _clean(value) for name, value in request.params.items()}
+    params = {
+        name: _clean(value, _LONG_PARAMS.get(name, _MAX_PARAM))
+        for name, value in request.params.items()
+    }
     return Message(
         key=request.key,
         tenant_id=request.tenant_id,

@@ -1,32 +1,53 @@
-"""The worker that serves the files task queue: storage activities and migrations."""
+"""The worker that serves the files task queue: uploads, processing, sharing, storage
+activities and migrations."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from adx_core.contracts.storage import FILES_TASK_QUEUE
+from adx_core.scanning import scanner_from_settings
 from adx_workers.files.migration import FileMigrationWorkflow
 from adx_workers.files.migration_activities import MigrationActivities
+from adx_workers.files.processing import FileProcessingWorkflow
+from adx_workers.files.processing_activities import ProcessingActivities
+from adx_workers.files.records import FileRecordActivities
 from adx_workers.files.storage_activities import StorageActivities
+from adx_workers.files.upload import FileUploadWorkflow
+from adx_workers.files.upload_activities import UploadActivities
 from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
 
-WORKFLOWS = [FileMigrationWorkflow]
+WORKFLOWS = [FileUploadWorkflow, FileProcessingWorkflow, FileMigrationWorkflow]
+
+
+def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
+    settings = resources.settings
+    scanner = scanner_from_settings(settings)
+    return [
+        *StorageActivities(resources.stores).all(),
+        *MigrationActivities(resources.sessions, resources.stores).all(),
+        *UploadActivities(resources.sessions, resources.stores, scanner, settings).all(),
+        *FileRecordActivities(resources.sessions, resources.stores).all(),
+        *ProcessingActivities(resources.stores, settings).all(),
+    ]
 
 
 def build_worker(
     client: Client, resources: WorkerResources, task_queue: str = FILES_TASK_QUEUE
 ) -> Worker:
-    storage = StorageActivities(resources.stores)
-    migration = MigrationActivities(resources.sessions, resources.stores)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*storage.all(), *migration.all()],
+        activities=activities_for(resources),
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=resources.graceful_shutdown,
-        # Each batch already copies with its own bounded parallelism.
+        # Each migration batch and each scan streams with its own bounded parallelism;
+        # thumbnails and analysis run in threads.
         max_concurrent_activities=16,
     )
