@@ -33,6 +33,7 @@ from adx_core.settings import Settings
 from adx_core.temporal.client import connect
 from adx_workers.resources import WorkerResources
 from adx_workers.tenants.worker import build_worker as build_tenants_worker
+from tests.support.clamd import ClamdFactory, ClamdServer
 from tests.support.mail import Mailbox, SmtpServer
 from tests.support.otlp import TraceReceiver
 from tests.support.servers import start_postgres, start_temporal
@@ -302,3 +303,43 @@ def azure_server(session_dir: Path) -> Iterator[StorageServer]:
     from tests.support.azurite import Azurite
 
     yield from _serving(Azurite(session_dir / "azurite"))
+
+
+def _require_clamd() -> None:
+    if ClamdServer.available():
+        return
+    reason = "clamd is not installed (Debian: apt-get install clamav-daemon)"
+    if os.environ.get("CI"):
+        # .ci/run installs clamav-daemon: a missing clamd there is a broken set-up, not a skip.
+        pytest.fail(f"{reason}, but CI must run the scanning tests")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def clamd_server(session_dir: Path) -> Iterator[ClamdServer]:
+    """A real clamd on loopback (TCP and a Unix socket) that knows the EICAR test file."""
+    _require_clamd()
+    server = ClamdServer(session_dir / "clamd")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clamd_factory(tmp_path: Path) -> Iterator[ClamdFactory]:
+    """Start a clamd of this test's own (``ClamdServer`` keyword arguments); all are
+    stopped at the end of the test, whatever the test did to them."""
+    _require_clamd()
+    servers: list[ClamdServer] = []
+
+    def start(**options: Any) -> ClamdServer:
+        server = ClamdServer(tmp_path / f"clamd-{len(servers)}", **options)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

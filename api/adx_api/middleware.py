@@ -101,15 +101,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         return problem_response(from_http_exception(exc), request)
+    # Errors name the route, never the raw path: a path can carry a secret (a link token).
     except RPCError as err:
         # Temporal is down or overloaded: a retryable condition, not a bug of ours.
-        log.warning("temporal unavailable", path=request.path, rpc_status=err.status.name)
+        log.warning("temporal unavailable", route=_route_label(request), rpc_status=err.status.name)
         return problem_response(_unavailable("Temporal"), request)
     except (OperationalError, InterfaceError, PoolTimeoutError, OSError) as err:
-        log.warning("database unavailable", path=request.path, error=type(err).__name__)
+        log.warning("database unavailable", route=_route_label(request), error=type(err).__name__)
         return problem_response(_unavailable("the database"), request)
     except Exception:
-        log.exception("unhandled error", path=request.path)
+        log.exception("unhandled error", route=_route_label(request))
         return problem_response(ProblemError(500, "internal"), request)
 
 

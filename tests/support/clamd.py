@@ -12,7 +12,7 @@ stopped, or killed, by its own pid.
 from __future__ import annotations
 
 import signal
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from adx_cli.devstack.clamd import (
@@ -117,3 +117,7 @@ class ClamdServer(LoopbackServer):
             tcp=self.endpoint,
             local_socket=self.socket_path,
         ).write(self._workdir / "clamd.conf")
+
+
+# Starts a clamd of a test's own (``ClamdServer`` keyword arguments); see tests/conftest.py.
+ClamdFactory = Callable[..., ClamdServer]

@@ -210,3 +210,18 @@ def test_rejection_pickles_with_its_reason() -> None:
     error = RejectedFile(RejectReason.ARCHIVE_RATIO, "too much")
     copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert (copy.reason, copy.message, str(copy)) == (error.reason, "too much", str(error))
+
+
+def test_limits_come_from_the_settings() -> None:
+    from adx_core.settings import Settings
+
+    settings = Settings(
+        max_image_pixels=123_456,
+        archive_max_entries=7,
+        archive_max_bytes=4096,
+        archive_max_ratio=9,
+        archive_max_depth=2,
+    )
+    assert InspectionLimits.from_settings(settings) == InspectionLimits(123_456, 7, 4096, 9, 2)
+    with pytest.raises(ValueError, match="archive_max_depth"):
+        InspectionLimits(archive_max_depth=0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -121,9 +123,33 @@ def test_time_limit_stops_runaway_work() -> None:
     with pytest.raises(WorkLimitExceeded), time_limit(0.2):
         spin()
     assert 0.2 <= time.monotonic() - started < 1.0
-    import sys
-
     assert sys.getprofile() is None
+
+
+def test_time_limit_is_per_thread() -> None:
+    # Activities run in worker threads: one thread's cap must not stop another's work.
+    outcome: list[str] = []
+
+    def capped() -> None:
+        try:
+            with time_limit(0.05):
+                while True:
+                    time.sleep(0.001)
+        except WorkLimitExceeded:
+            outcome.append("capped")
+
+    worker = threading.Thread(target=capped)
+    worker.start()
+    until = time.monotonic() + 0.2
+    while time.monotonic() < until:
+        time.sleep(0.001)
+    worker.join(timeout=1)
+    assert outcome == ["capped"]
+
+
+def test_header_bomb_metadata(tmp_path: Path) -> None:
+    found = meta(samples.png_header_bomb(tmp_path / "bomb.png"), "image/png")
+    assert "pixels" in found["image_error"]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from adx_workers.files.inspection import (
+    HEAD_BYTES,
     RejectedFile,
     RejectReason,
     check_type,
@@ -83,6 +84,15 @@ def test_sniff_text(tmp_path: Path, content: bytes, expected: str) -> None:
     path = tmp_path / "file"
     path.write_bytes(content)
     assert sniff(path) == expected
+
+
+def test_sniff_a_head_cut_inside_a_character(tmp_path: Path) -> None:
+    # Activities sniff the first HEAD_BYTES of an object; UTF-8 may be cut mid-character.
+    text = ("\u00e9t\u00e9 " * 20_000).encode()
+    cut = tmp_path / "head"
+    cut.write_bytes(text[:HEAD_BYTES])
+    assert text[:HEAD_BYTES][-1] >= 0x80
+    assert sniff(cut) == "text/plain"
 
 
 def test_sniff_unknown_binary(tmp_path: Path) -> None:

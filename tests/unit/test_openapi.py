@@ -28,9 +28,17 @@ def document() -> dict[str, Any]:
 
 def _served(app: web.Application) -> set[tuple[str, str]]:
     routes = set()
+    get_handlers = {
+        (route.resource.canonical, route.handler)
+        for route in app.router.routes()
+        if route.method == "GET" and route.resource is not None
+    }
     for route in app.router.routes():
-        # aiohttp adds HEAD next to every GET by itself.
-        if route.method == "HEAD" or route.resource is None:
+        if route.resource is None:
+            continue
+        # aiohttp adds a HEAD next to every GET by itself, with the GET's handler; a HEAD
+        # with a handler of its own (tus) is a route of ours.
+        if route.method == "HEAD" and (route.resource.canonical, route.handler) in get_handlers:
             continue
         routes.add((route.resource.canonical, route.method.lower()))
     return routes

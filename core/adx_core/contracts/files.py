@@ -450,7 +450,7 @@ class FileShareRequest:
 @dataclass(frozen=True)
 class ValidateShareResult:
     file_name: str
-    # Who is told, resolved from users and group members: (user id or None, e-mail).
+    # The e-mail addresses to tell: users, members of groups, or those a link names.
     recipients: list[str]
     sharer_name: str
 

@@ -20,8 +20,7 @@ from adx_core.scanning import (
     scanner_from_settings,
 )
 from adx_core.settings import Settings
-from tests.integration.scanning.conftest import ClamdFactory
-from tests.support.clamd import HDB_SIGNATURE, NDB_SIGNATURE, ClamdServer
+from tests.support.clamd import HDB_SIGNATURE, NDB_SIGNATURE, ClamdFactory, ClamdServer
 
 MiB = 1024 * 1024
 

@@ -23,7 +23,6 @@ from temporalio.worker import Worker
 from adx_core.auth import Role, mint_token
 from adx_core.contracts.permissions import DEFAULT_ROLE_PERMISSIONS
 from adx_core.contracts.storage import FILES_TASK_QUEUE
-from adx_core.contracts.tenants import PLATFORM_TENANT_ID
 from adx_core.settings import Settings
 from adx_core.storage import StorageRegistry
 from adx_workers.common.notify import NotificationActivities
@@ -35,26 +34,6 @@ from tests.support.workers import activity_name
 
 Api = TestClient[web.Request, web.Application]
 Headers = dict[str, str]
-
-
-@pytest.fixture
-async def clean_tables(owner_engine: AsyncEngine) -> None:
-    """The session's clean-up, with the file service's tables (which reference files and
-    users, so they must be emptied in the same statement)."""
-    async with owner_engine.begin() as conn:
-        await conn.execute(
-            text(
-                "TRUNCATE audit_log, files, memberships, tenant_quotas, tenant_role_permissions,"
-                " tenant_usage, tenant_alerts, payments, auth_sessions, invitations,"
-                " notifications_sent, storage_migration_items, storage_migrations, users,"
-                " groups, group_members, file_shares, file_permissions, upload_sessions,"
-                " upload_parts RESTART IDENTITY"
-            )
-        )
-        await conn.execute(
-            text("DELETE FROM tenants WHERE id <> CAST(:platform AS uuid)"),
-            {"platform": PLATFORM_TENANT_ID},
-        )
 
 
 def sharing_worker_for(

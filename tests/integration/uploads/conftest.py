@@ -18,11 +18,8 @@ from adx_core.db.engine import Sessions
 from adx_core.settings import ScannerKind, Settings
 from adx_workers.files.worker import build_worker
 from adx_workers.resources import WorkerResources
-from tests.integration.scanning.conftest import clamd_factory, clamd_server
 from tests.support.clamd import ClamdServer
 from tests.support.tenancy import SeededTenant, seed_tenant
-
-__all__ = ["clamd_factory", "clamd_server"]
 
 Api = TestClient[web.Request, web.Application]
 

@@ -91,7 +91,11 @@ class ProcessingActivities:
             try:
                 made = await _beating(
                     asyncio.to_thread(
-                        make_thumbnails, path, options.thumbnail_sizes, options.thumbnail_format
+                        make_thumbnails,
+                        path,
+                        options.thumbnail_sizes,
+                        options.thumbnail_format,
+                        limits=self._limits,
                     )
                 )
             except RejectedFile as exc:

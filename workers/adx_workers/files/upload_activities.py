@@ -52,6 +52,7 @@ from adx_core.settings import Settings
 from adx_core.storage import ObjectNotFoundError, StorageError, StorageProvider
 from adx_core.storage.registry import StorageRegistry
 from adx_workers.files.inspection import (
+    HEAD_BYTES,
     InspectionLimits,
     RejectedFile,
     check_archive,
@@ -73,8 +74,6 @@ from adx_workers.files.transfer import (
 log = get_logger(__name__)
 
 SCANNER_UNAVAILABLE = "ScannerUnavailable"
-# Enough for every magic number puremagic knows, and for a text sniff.
-_HEAD_BYTES = 64 * 1024
 _HEARTBEAT_EVERY = 8 * 1024 * 1024
 
 
@@ -172,7 +171,7 @@ class UploadActivities:
         allowed = await self._check_quota(request)
         store = provider_of(self._stores, request.staged.provider)
         try:
-            async with spooled(store, request.staged.key, length=_HEAD_BYTES) as head:
+            async with spooled(store, request.staged.key, length=HEAD_BYTES) as head:
                 detected = await asyncio.to_thread(sniff, head)
             content_type = check_type(request.declared_type, detected, request.name, allowed)
             kind = kind_of(content_type)

@@ -11,18 +11,26 @@ from temporalio.worker import Worker
 
 from adx_core.contracts.storage import FILES_TASK_QUEUE
 from adx_core.scanning import scanner_from_settings
+from adx_workers.common.notify import NotificationActivities
 from adx_workers.files.migration import FileMigrationWorkflow
 from adx_workers.files.migration_activities import MigrationActivities
 from adx_workers.files.processing import FileProcessingWorkflow
 from adx_workers.files.processing_activities import ProcessingActivities
 from adx_workers.files.records import FileRecordActivities
+from adx_workers.files.sharing import FileSharingWorkflow
+from adx_workers.files.sharing_activities import SharingActivities
 from adx_workers.files.storage_activities import StorageActivities
 from adx_workers.files.upload import FileUploadWorkflow
 from adx_workers.files.upload_activities import UploadActivities
 from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
 
-WORKFLOWS = [FileUploadWorkflow, FileProcessingWorkflow, FileMigrationWorkflow]
+WORKFLOWS = [
+    FileUploadWorkflow,
+    FileProcessingWorkflow,
+    FileSharingWorkflow,
+    FileMigrationWorkflow,
+]
 
 
 def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
@@ -34,6 +42,9 @@ def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
         *UploadActivities(resources.sessions, resources.stores, scanner, settings).all(),
         *FileRecordActivities(resources.sessions, resources.stores).all(),
         *ProcessingActivities(resources.stores, settings).all(),
+        *SharingActivities(resources.sessions).all(),
+        # Shares tell their recipients.
+        NotificationActivities(resources.sessions, resources.notifier).send_notification,
     ]
 
 

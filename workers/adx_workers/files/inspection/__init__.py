@@ -8,12 +8,13 @@ stable ``reason`` code.
 
 from .analysis import Analysis, Analyzer, AnalyzerSpecError, DefaultAnalyzer, load_analyzer
 from .archives import ArchiveSummary, check_archive
-from .filetypes import Kind, check_type, is_allowed, kind_of, normalise, sniff
+from .filetypes import HEAD_BYTES, Kind, check_type, is_allowed, kind_of, normalise, sniff
 from .images import ImageInfo, Thumbnail, check_image, make_thumbnails
 from .limits import InspectionLimits, RejectedFile, RejectReason
 from .metadata import extract_metadata
 
 __all__ = [
+    "HEAD_BYTES",
     "Analysis",
     "Analyzer",
     "AnalyzerSpecError",

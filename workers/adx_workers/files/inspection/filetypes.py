@@ -192,7 +192,8 @@ def sniff(path: str | os.PathLike[str]) -> str | None:
     Containers come first (ZIP, gzip, tar), then puremagic's signatures of four bytes or
     more, then text, then puremagic's short (weak) signatures. A file that is text but
     starts with a textual signature (``#!``, ``<?xml``) is text unless it is a PDF, which
-    can be all ASCII. An empty file is empty text.
+    can be all ASCII. An empty file is empty text. Given only the first ``HEAD_BYTES`` of
+    a longer file, the answer is the same (bar the rare types known by their last bytes).
     """
     with Path(path).open("rb") as handle:
         head = handle.read(HEAD_BYTES)
@@ -206,7 +207,9 @@ def sniff(path: str | os.PathLike[str]) -> str | None:
     container = archive_format(head)
     if container is not None:
         return _ARCHIVE_TYPES[container]
-    complete = size == len(head)
+    # A file of HEAD_BYTES or more may be the head of a longer one (activities sniff the
+    # first HEAD_BYTES of an object): a character cut at its end is then not an error.
+    complete = size < HEAD_BYTES
     matches = _magic(head + tail)
     text = guess_text(head, complete=complete)
     strong = next((match for match in matches if match[2] >= 0.4), None)

@@ -37,9 +37,6 @@ class RejectedFile(Exception):
         # The default pickling would call __init__ with the message only.
         return (type(self), (self.reason, self.message))
 
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.message}"
-
 
 class LimitSettings(Protocol):
     """The part of ``adx_core.settings.Settings`` the limits are read from."""

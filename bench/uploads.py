@@ -1,0 +1,227 @@
+"""Upload benchmarks (issue 5): a 1 GiB upload end to end, and 200 small uploads at once.
+
+Against the bench's own stack (bench.stack): the API and the tenants worker as processes
+of their own, plus ``adx worker files`` (``python -m adx_cli worker files``) configured to
+scan with a real clamd (Debian's clamav-daemon) that this module starts on a Unix socket
+with the tests' generated signature database, which knows only the EICAR test file (see
+tests/support/clamd.py). clamd's StreamMaxLength, MaxFileSize and MaxScanSize, and
+ADX_SCAN_MAX_BYTES, are set to their largest value, just under 4 GiB. Files are stored on
+the local provider, in the bench's working directory. The tenant is on the enterprise
+plan (files up to 5 GiB), seeded straight through the repositories
+(tests/support/tenancy.py) with one member who uploads.
+
+Each part records its own failure and the next part still runs, so a broken step shows
+in the figures as what it is.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from temporalio.client import Client
+from tests.support.clamd import ClamdServer
+from tests.support.processes import settings_env
+from tests.support.tenancy import seed_tenant
+
+from adx_core.auth import Role, mint_token
+from adx_core.contracts.plans import Plan
+from adx_core.contracts.tenants import PLATFORM_TENANT_ID
+from adx_core.db.engine import create_engine, create_sessions
+from adx_core.temporal.client import connect
+from bench import load, stack, uploads_large, uploads_small
+from bench.uploads_client import UploadApi, describe_failure
+from bench.uploads_results import GIB, SMALL_UPLOADS, UploadResults
+
+LARGE_SIZE = GIB
+SMALL_SIZE = 32 * 1024
+SIDE_BY_SIDE_ROUNDS = 30
+WARMUP_UPLOADS = 3
+WAIT_SECONDS = 30
+# clamd takes sizes up to 4 GiB - 1 (and so does ADX_SCAN_MAX_BYTES).
+SCAN_MAX_BYTES = 4 * GIB - 1
+# Bounds each write to clamd and the wait for its verdict after the last byte; clamd
+# scans a stream only once it has all of it, and 1 GiB takes it tens of seconds here.
+SCAN_TIMEOUT_SECONDS = 120.0
+TOKEN_TTL = 3600
+
+
+def scanner_env(clamd: ClamdServer) -> dict[str, str]:
+    return {
+        "ADX_SCANNER": "clamd",
+        "ADX_CLAMD_ADDRESS": clamd.unix_address,
+        "ADX_SCAN_MAX_BYTES": str(SCAN_MAX_BYTES),
+        "ADX_SCAN_TIMEOUT_SECONDS": str(SCAN_TIMEOUT_SECONDS),
+    }
+
+
+async def measure(st: stack.Stack, results: UploadResults) -> None:
+    results.scan_max_bytes = SCAN_MAX_BYTES
+    results.scan_timeout_seconds = SCAN_TIMEOUT_SECONDS
+    clamd = ClamdServer(st.workdir / "clamd", max_bytes=SCAN_MAX_BYTES)
+    began = time.monotonic()
+    clamd.start()
+    results.seconds["clamd start"] = time.monotonic() - began
+    files_worker: stack.Child | None = None
+    try:
+        began = time.monotonic()
+        await stack.start_roles(st)
+        env = {**settings_env(st.settings), **scanner_env(clamd)}
+        files_worker = await stack.start_worker(st, "files", env)
+        results.seconds["api and workers start"] = time.monotonic() - began
+        await _parts(st, clamd, files_worker, results)
+    finally:
+        if files_worker is not None:
+            results.exit_codes["files worker"] = files_worker.stop()
+        results.exit_codes.update(stack.stop_roles(st))
+        clamd.stop()
+
+
+async def _parts(
+    st: stack.Stack, clamd: ClamdServer, files_worker: stack.Child, results: UploadResults
+) -> None:
+    client = await connect(st.settings, identity="adx-bench-uploads")
+    engine = create_engine(st.settings)
+    try:
+        tenant = await seed_tenant(
+            create_sessions(engine), plan=Plan.ENTERPRISE, members={"uploader": Role.MEMBER}
+        )
+    finally:
+        await engine.dispose()
+    member = tenant.members["uploader"]
+    member_token = mint_token(
+        st.settings,
+        user_id=member.user_id,
+        tenant_id=tenant.tenant_id,
+        roles=[member.role],
+        ttl_seconds=TOKEN_TTL,
+    )
+    admin_token = mint_token(
+        st.settings,
+        user_id=str(uuid.uuid4()),
+        tenant_id=PLATFORM_TENANT_ID,
+        roles=[Role.PLATFORM_ADMIN],
+        ttl_seconds=TOKEN_TTL,
+    )
+    assert clamd.pid is not None
+    assert st.temporal.pid is not None
+    assert st.postgres.pid is not None
+    api_pid = st.child("api").pid
+    rss_of = {"api": api_pid, "files worker": files_worker.pid, "bench client": os.getpid()}
+    cpu_of = {
+        "api": api_pid,
+        "files worker": files_worker.pid,
+        "clamd": clamd.pid,
+        "temporal": st.temporal.pid,
+        "postgres+": st.postgres.pid,
+        "bench client": os.getpid(),
+    }
+    logs = [st.child("api"), files_worker]
+    connector = aiohttp.TCPConnector(limit=uploads_small.IN_FLIGHT + 10)
+    timeout = aiohttp.ClientTimeout(total=load.REQUEST_TIMEOUT * 6)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        files = UploadApi(session, st.api_url, member_token)
+        tenants = load.Api(session, st.api_url, admin_token, run_tag=secrets.token_hex(3))
+
+        async def part(name: str, run: Callable[[], Awaitable[None]]) -> bool:
+            print(f"uploads: {name}", flush=True)
+            began = time.monotonic()
+            try:
+                await run()
+            except Exception as exc:  # reported; the next part still runs
+                _failed(results, name, exc, logs)
+                return False
+            finally:
+                results.seconds[name] = time.monotonic() - began
+            return True
+
+        if not await part("warm-up", lambda: _warm_up(files, tenants)):
+            return
+        storage_dir = st.settings.storage_root / "bench-plain"
+
+        async def plain_before() -> None:
+            results.plain += await uploads_large.plain(storage_dir, LARGE_SIZE, "before")
+
+        async def large() -> None:
+            results.large = await uploads_large.large_upload(
+                files, client, LARGE_SIZE, rss_of=rss_of, cpu_of=cpu_of
+            )
+
+        async def plain_after() -> None:
+            results.plain += await uploads_large.plain(storage_dir, LARGE_SIZE, "after")
+
+        async def direct() -> None:
+            results.direct_scan = await uploads_large.direct_scan(
+                str(clamd.socket_path),
+                LARGE_SIZE,
+                SCAN_MAX_BYTES,
+                SCAN_TIMEOUT_SECONDS,
+                clamd.pid or 0,
+            )
+
+        async def side_by_side() -> None:
+            series, done, ends = await uploads_small.side_by_side(
+                files, tenants, client, SMALL_SIZE, SIDE_BY_SIDE_ROUNDS
+            )
+            results.sequential, results.sequential_rounds = series, done
+            if set(ends) - {"succeeded"}:
+                results.notes.append(f"Side by side, the uploads ended: {dict(ends)}.")
+
+        async def burst() -> None:
+            results.burst = await uploads_small.burst(
+                files,
+                tenants,
+                client,
+                count=SMALL_UPLOADS,
+                size=SMALL_SIZE,
+                rss_of=rss_of,
+                cpu_of=cpu_of,
+            )
+
+        await part("plain 1 GiB, before", plain_before)
+        await part("1 GiB upload", large)
+        if results.large is not None and results.large.error:
+            _failed(results, "1 GiB upload", RuntimeError(results.large.error), logs)
+        await part("plain 1 GiB, after", plain_after)
+        await part("clamd alone, 1 GiB", direct)
+        await part("small uploads side by side", side_by_side)
+        await part(f"{SMALL_UPLOADS} small uploads at once", burst)
+
+
+async def _warm_up(files: UploadApi, tenants: load.Api) -> None:
+    """Pools, imports on first use, the first workflow and activity tasks; not counted.
+    Fails the phase if an upload does not get through."""
+    for index in range(WARMUP_UPLOADS):
+        status, payload = await files.upload(
+            secrets.token_bytes(SMALL_SIZE), SMALL_SIZE, f"warm-{index}.bin", wait=WAIT_SECONDS
+        )
+        if status != 200 or payload.get("status") != "succeeded":
+            raise RuntimeError(f"a warm-up upload did not succeed: {describe_failure(status, payload)}")
+    status, payload = await tenants.create_tenant(tenants.slug("up-warm", 0), wait=WAIT_SECONDS)
+    if status != 200 or payload.get("status") != "succeeded":
+        raise RuntimeError(f"the warm-up tenant was not provisioned: {describe_failure(status, payload)}")
+
+
+def _failed(
+    results: UploadResults, name: str, exc: BaseException, logs: list[stack.Child]
+) -> None:
+    what = "".join(traceback.format_exception_only(exc)).strip()
+    print(f"  {name} failed: {what}", file=sys.stderr, flush=True)
+    results.notes.append(f"**{name} failed**: {what}")
+    for child in logs:
+        errors = [line for line in child.tail(200).splitlines() if _is_error(line)]
+        if errors:
+            results.notes.append(
+                f"Last errors in the {child.name} log: " + " | ".join(e[:300] for e in errors[-3:])
+            )
+            print(f"  {child.name}: {errors[-1][:600]}", file=sys.stderr, flush=True)
+
+
+def _is_error(line: str) -> bool:
+    return any(mark in line for mark in ('"level": "error"', '"level": "warning"', "Traceback"))
