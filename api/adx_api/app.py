@@ -15,6 +15,7 @@ from adx_api.middleware import auth_middleware, context_middleware, problem_midd
 from adx_api.openapi import openapi_json
 from adx_api.routes import (
     codec,
+    file_lifecycle,
     files,
     groups,
     operations,
@@ -77,6 +78,7 @@ def create_app(
     users.add_routes(app)
     storage.add_routes(app)
     files.add_routes(app)
+    file_lifecycle.add_routes(app)
     uploads.add_routes(app)
     operations.add_routes(app)
     codec.add_routes(app)

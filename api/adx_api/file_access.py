@@ -87,7 +87,7 @@ async def require_file(
     """The file, if the caller may ``need`` it; ``ready`` also demands a scanned, promoted
     file (content, thumbnails, shares). Rejected and quarantined bytes are never served."""
     file = await session.get(File, file_id)
-    if file is None:
+    if file is None or file.status == FileStatus.DELETED.value:
         raise ProblemError(404, "not-found", "no such file")
     if not is_tenant_admin(claims):
         user_id = caller_id(claims)

@@ -10,6 +10,7 @@ from adx_api.openapi_parts import OPERATION as _OPERATION
 from adx_api.openapi_parts import OPERATION_ID_PARAM as _ID_PARAM
 from adx_api.openapi_parts import errors as _errors
 from adx_api.routes import (
+    file_lifecycle,
     files,
     groups,
     shares,
@@ -22,7 +23,18 @@ from adx_api.routes import (
 )
 
 # Route modules that describe their own paths and request models.
-ROUTE_MODULES = (tenants, tenant_reads, upgrade, users, storage, files, uploads, shares, groups)
+ROUTE_MODULES = (
+    tenants,
+    tenant_reads,
+    upgrade,
+    users,
+    storage,
+    files,
+    file_lifecycle,
+    uploads,
+    shares,
+    groups,
+)
 
 
 def _module_parts() -> tuple[dict[str, Any], dict[str, Any]]:

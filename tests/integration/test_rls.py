@@ -87,7 +87,7 @@ async def world(settings: Settings, owner_engine: AsyncEngine) -> World:
                 ),
                 {"t": tid},
             )
-            for statement in _SERVICE_ROWS:
+            for statement in (*_SERVICE_ROWS, *_FILE_SERVICE_ROWS):
                 await conn.execute(
                     text(statement),
                     {"t": tid, "u": w.user_both, "id": str(uuid.uuid4()), "k": f"k-{tid}"},
@@ -113,6 +113,34 @@ _SERVICE_ROWS = (
     "VALUES (gen_random_uuid(), CAST(:t AS uuid), CAST(:u AS uuid), 'member', now())",
     "INSERT INTO notifications_sent (key, tenant_id, template, provider) "
     "VALUES (:k, CAST(:t AS uuid), 'welcome', 'smtp')",
+)
+
+
+# One row per table of storage migrations and the file service; each refers to the
+# tenant's file (or the row before it) so the foreign keys hold.
+_FILE_SERVICE_ROWS = (
+    "INSERT INTO storage_migrations (id, tenant_id, source, targets, prefix, delete_source,"
+    " status) VALUES (CAST(:id AS uuid), CAST(:t AS uuid), 'local', '[\"s3\"]', '', false,"
+    " 'running')",
+    "INSERT INTO storage_migration_items (migration_id, target, key, tenant_id, size_bytes,"
+    " created, state) SELECT id, 's3', :k, CAST(:t AS uuid), 1, true, 'copying'"
+    " FROM storage_migrations WHERE tenant_id = CAST(:t AS uuid)",
+    "INSERT INTO groups (id, tenant_id, name) VALUES (CAST(:id AS uuid), CAST(:t AS uuid), 'g')",
+    "INSERT INTO group_members (group_id, user_id, tenant_id)"
+    " SELECT id, CAST(:u AS uuid), CAST(:t AS uuid) FROM groups WHERE tenant_id = CAST(:t AS uuid)",
+    "INSERT INTO file_shares (id, tenant_id, file_id, kind, role, token_hash)"
+    " SELECT CAST(:id AS uuid), CAST(:t AS uuid), id, 'link', 'viewer', md5(:k) || md5(:k)"
+    " FROM files WHERE tenant_id = CAST(:t AS uuid)",
+    "INSERT INTO file_permissions (id, tenant_id, file_id, principal_kind, principal_id, role)"
+    " SELECT CAST(:id AS uuid), CAST(:t AS uuid), id, 'user', CAST(:u AS uuid), 'owner'"
+    " FROM files WHERE tenant_id = CAST(:t AS uuid)",
+    "INSERT INTO upload_sessions (id, tenant_id, owner_id, file_id, name, content_type, length,"
+    " provider, status, expires_at) VALUES (CAST(:id AS uuid), CAST(:t AS uuid),"
+    " CAST(:u AS uuid), gen_random_uuid(), 'u.bin', 'application/octet-stream', 10, 'local',"
+    " 'open', now() + interval '1 hour')",
+    'INSERT INTO upload_parts (upload_id, "offset", tenant_id, size, sha256, key)'
+    " SELECT id, 0, CAST(:t AS uuid), 1, md5(:k), :k FROM upload_sessions"
+    " WHERE tenant_id = CAST(:t AS uuid)",
 )
 
 

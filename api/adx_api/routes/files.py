@@ -57,6 +57,8 @@ from adx_core.contracts.storage import ObjectLocation
 from adx_core.db.engine import tenant_session
 from adx_core.db.models import File, FilePermission, GroupMember
 
+# A deleted file is gone for its users; it stays on record only for usage history.
+_LISTED = frozenset({FileStatus.SCANNING.value, FileStatus.READY.value, FileStatus.REJECTED.value})
 MAX_PAGE = 100
 DEFAULT_PAGE = 50
 
@@ -153,7 +155,7 @@ def _filters(request: web.Request, query: Select[Any]) -> Select[Any]:
     params = request.query
     status = params.get("status")
     if status is not None:
-        if status not in {s.value for s in FileStatus}:
+        if status not in _LISTED:
             raise ProblemError(400, "bad-query", "status must be scanning, ready or rejected")
         query = query.where(File.status == status)
     content_type = params.get("content_type")
@@ -197,7 +199,7 @@ async def list_files(request: web.Request) -> web.Response:
     claims = claims_of(request)
     limit = _limit(request)
     after = _cursor(request.query.get("cursor"))
-    query = _filters(request, select(File))
+    query = _filters(request, select(File).where(File.status.in_(_LISTED)))
     if after is not None:
         created, file_id = after
         query = query.where(
@@ -350,7 +352,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "parameters": [
                 {"name": name, "in": "query", "schema": schema}
                 for name, schema in (
-                    ("status", {"enum": [s.value for s in FileStatus]}),
+                    ("status", {"enum": sorted(_LISTED)}),
                     ("content_type", {"type": "string"}),
                     ("name", {"type": "string"}),
                     ("created_after", {"type": "string", "format": "date-time"}),

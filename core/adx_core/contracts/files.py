@@ -70,6 +70,7 @@ class FileStatus(StrEnum):
     SCANNING = "scanning"  # staged in quarantine; validation and scan running
     READY = "ready"
     REJECTED = "rejected"  # invalid or infected; ``rejection`` says why
+    DELETED = "deleted"  # removed by its owner; usage and quotas no longer count it
 
 
 class StepState(StrEnum):

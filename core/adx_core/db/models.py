@@ -350,6 +350,14 @@ TENANT_TABLES = (
     "auth_sessions",
     "invitations",
     "notifications_sent",
+    "storage_migrations",
+    "storage_migration_items",
+    "groups",
+    "group_members",
+    "file_shares",
+    "file_permissions",
+    "upload_sessions",
+    "upload_parts",
 )
 
 

@@ -349,7 +349,7 @@ async def test_downgrade_charges_nothing_and_checks_usage(
             text(
                 "INSERT INTO files (id, tenant_id, name, content_type, size_bytes, storage_key,"
                 " status) SELECT gen_random_uuid(), CAST(:t AS uuid), 'f' || n, 'text/plain', 1,"
-                " 'k' || n, 'stored' FROM generate_series(1, :n) AS n"
+                " 'k' || n, 'ready' FROM generate_series(1, :n) AS n"
             ),
             {"t": too_big.tenant_id, "n": PLANS[Plan.FREE].quotas.files + 1},
         )

@@ -107,6 +107,9 @@ async def test_a_late_thumbnail_step_leaves_the_upload_complete_and_thumbnails_p
         assert pending.status == 404
         assert (await pending.json())["type"].endswith("thumbnail-pending")
         # The follow-up workflow runs the step again without the deadline.
+        # The follow-up is the same tenant's operation, so the API serves it.
+        seen = await api.get(f"/v1/operations/{result['processing_operation']}", headers=alice)
+        assert seen.status == 200
         follow_up = temporal_client.get_workflow_handle(result["processing_operation"])
         await asyncio.wait_for(follow_up.result(), 30)
         shown = await (await api.get(f"/v1/files/{file_id}", headers=alice)).json()

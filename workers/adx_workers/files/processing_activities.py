@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import activity
 
@@ -33,6 +33,7 @@ from adx_core.settings import Settings
 from adx_core.storage import StorageError
 from adx_core.storage.provider import single_chunk
 from adx_core.storage.registry import StorageRegistry
+from adx_workers.common.heartbeat import beating
 from adx_workers.files.inspection import (
     InspectionLimits,
     RejectedFile,
@@ -44,21 +45,7 @@ from adx_workers.files.spool import spooled
 from adx_workers.files.storage_activities import provider_of
 from adx_workers.files.transfer import SideError, as_application_error
 
-T = TypeVar("T")
-
 _ANALYSABLE = frozenset({"image", "text", "pdf"})
-_BEAT_SECONDS = 5.0
-
-
-async def _beating(work: Awaitable[T]) -> T:
-    """Await ``work`` while heartbeating, so a long decode is not taken for a dead worker
-    and a cancel (late step) reaches the activity."""
-    task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=_BEAT_SECONDS)
-        if done:
-            return task.result()
-        activity.heartbeat()
 
 
 class ProcessingActivities:
@@ -89,7 +76,7 @@ class ProcessingActivities:
         options = source.options
         async with self._local(source) as path:
             try:
-                made = await _beating(
+                made = await beating(
                     asyncio.to_thread(
                         make_thumbnails,
                         path,
@@ -137,7 +124,7 @@ class ProcessingActivities:
             extract_metadata, content_type=source.content_type, allow_gps=source.options.allow_gps
         )
         async with self._local(source) as path:
-            found = await _beating(asyncio.to_thread(extract, path))
+            found = await beating(asyncio.to_thread(extract, path))
         return MetadataResult(metadata={**found, **base})
 
     @activity.defn(name=ANALYZE_CONTENT_ACTIVITY)
@@ -150,9 +137,7 @@ class ProcessingActivities:
         if self._too_large(source):
             return AnalysisResult(analyzer.name, [], "", skipped="too large to open")
         async with self._local(source) as path:
-            analysis = await _beating(
-                asyncio.to_thread(analyzer.analyze, path, source.content_type)
-            )
+            analysis = await beating(asyncio.to_thread(analyzer.analyze, path, source.content_type))
         return AnalysisResult(
             analyzer=analysis.analyzer,
             tags=list(analysis.tags),

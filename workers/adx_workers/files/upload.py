@@ -386,6 +386,9 @@ class FileUploadWorkflow:
                 ),
                 id=follow_up,
                 parent_close_policy=ParentClosePolicy.ABANDON,
+                # The tenant and correlation id, so the API serves it as the same tenant's
+                # operation.
+                search_attributes=workflow.info().typed_search_attributes,
             )
         except WorkflowAlreadyStartedError:
             workflow.logger.info("processing already running", extra={"id": follow_up})

@@ -51,6 +51,7 @@ from adx_core.scanning import (
 from adx_core.settings import Settings
 from adx_core.storage import ObjectNotFoundError, StorageError, StorageProvider
 from adx_core.storage.registry import StorageRegistry
+from adx_workers.common.heartbeat import beating
 from adx_workers.files.inspection import (
     HEAD_BYTES,
     InspectionLimits,
@@ -242,7 +243,8 @@ class UploadActivities:
         store = provider_of(self._stores, request.staged.provider)
         stream = _Hashing(store, request.staged.key)
         try:
-            verdict = await self._scanner.scan(aiter(stream))
+            # clamd scans what it was sent after the last chunk: keep beating meanwhile.
+            verdict = await beating(self._scanner.scan(aiter(stream)))
         except ScanLimitExceededError as exc:
             raise _rejected("too_large_to_scan", str(exc), FILE_TOO_LARGE_TO_SCAN) from None
         except ScannerUnavailableError as exc:
@@ -314,7 +316,7 @@ class UploadActivities:
             raise SideError("source", ObjectNotFoundError(staged.key))
         if staged.provider == location.provider:
             try:
-                info = await source.copy(staged.key, location.key)
+                info = await beating(source.copy(staged.key, location.key))
             except StorageError as exc:
                 raise SideError("target", exc) from exc
             if info.sha256 not in (None, request.sha256):
@@ -329,7 +331,7 @@ class UploadActivities:
                     type=UPLOAD_CHANGED,
                     non_retryable=True,
                 )
-            await transfer(source, staged.key, target, location.key, described)
+            await beating(transfer(source, staged.key, target, location.key, described))
         try:
             await source.delete(staged.key)
         except StorageError as exc:

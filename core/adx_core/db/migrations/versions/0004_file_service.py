@@ -67,7 +67,7 @@ def upgrade() -> None:
     # Why an upload was rejected: {"reason": "infected", "detail": "<signature>"}.
     op.add_column("files", sa.Column("rejection", JSONB))
     op.create_check_constraint(
-        "status_known", "files", "status IN ('scanning', 'ready', 'rejected')"
+        "status_known", "files", "status IN ('scanning', 'ready', 'rejected', 'deleted')"
     )
 
     op.create_table(
