@@ -35,6 +35,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ADX_SMTP_PORT": str(settings.smtp_port),
         "ADX_PAYMENT_PROVIDER": settings.payment_provider.value,
         "ADX_REDIS_URL": settings.redis_url.get_secret_value() if settings.redis_url else None,
+        "ADX_SCANNER": settings.scanner.value,
+        "ADX_CLAMD_ADDRESS": settings.clamd_address,
+        "ADX_SCAN_MAX_BYTES": str(settings.scan_max_bytes),
+        "ADX_SCAN_TIMEOUT_SECONDS": str(settings.scan_timeout_seconds),
         **storage_env(settings),
     }
     env.update({key: value for key, value in values.items() if value is not None})
