@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	MYPYPATH=core:workers:api:operator:cli $(BIN)/mypy --strict --explicit-package-bases $(PACKAGES)
+	MYPYPATH=core:workers:api:operator:cli $(BIN)/mypy --strict --explicit-package-bases $(PACKAGES) bench
 
 pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-report=xml -q

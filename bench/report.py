@@ -401,7 +401,9 @@ directory with the servers' logs, `--output PATH` writes the page elsewhere. Eve
 is bounded by a count and a time budget; a phase cut short by its budget says so.
 `--storage-only` runs only the storage benchmarks and rewrites only their section;
 `--no-storage` skips them; `--storage-full-size` measures GCS's memory with 1 GiB too
-(the emulator then takes over a minute).
+(the emulator then takes over a minute). `--uploads-only` runs only the upload benchmarks
+and rewrites only their section; `--no-uploads` skips them and keeps the section the page
+had.
 """
 
 

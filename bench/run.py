@@ -20,9 +20,10 @@ from temporalio.client import Client
 from adx_core.auth import Role, mint_token
 from adx_core.contracts.tenants import PLATFORM_TENANT_ID
 from adx_core.temporal.client import connect
-from bench import load, report, stack, storage, storage_report
+from bench import load, report, stack, storage, storage_report, uploads, uploads_report
 from bench.breakdown import breakdown
 from bench.procstat import Meter, Span
+from bench.uploads_results import UploadResults
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
@@ -48,12 +49,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only the storage benchmarks; rewrites only the page's storage section",
     )
     parts.add_argument("--no-storage", action="store_true", help="skip the storage benchmarks")
+    parts.add_argument(
+        "--uploads-only",
+        action="store_true",
+        help="only the upload benchmarks; rewrites only the page's uploads section",
+    )
+    parser.add_argument("--no-uploads", action="store_true", help="skip the upload benchmarks")
     parser.add_argument(
         "--storage-full-size",
         action="store_true",
         help="measure memory with 1 GiB on every provider (GCS's emulator takes minutes)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.no_uploads and args.uploads_only:
+        parser.error("--no-uploads and --uploads-only exclude each other")
+    return args
 
 
 def scaled(scale: float) -> dict[str, int]:
@@ -192,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.rounds_scale * (0.1 if args.quick else 1.0)
     rounds = scaled(scale)
     workdir = Path(tempfile.mkdtemp(prefix="adx-bench-"))
-    what = "storage only" if args.storage_only else f"rounds {rounds}"
+    only = args.storage_only or args.uploads_only
+    what = "storage only" if args.storage_only else "uploads only" if only else f"rounds {rounds}"
+    upload_results: UploadResults | None = None
     print(f"ADX Core benchmarks, {what}, working in {workdir}", flush=True)
     try:
         with stack.servers(workdir) as st:
@@ -203,15 +215,20 @@ def main(argv: list[str] | None = None) -> int:
                 startup_seconds=dict(st.startup_seconds),
             )
             try:
-                if not args.storage_only:
+                if not only:
                     asyncio.run(measure(st, rounds, results))
-                if not args.no_storage:
+                if not args.no_storage and not args.uploads_only:
                     results.storage = storage.StorageResults(
                         date=date, machine=storage_report.machine(results.machine)
                     )
                     asyncio.run(
                         storage.measure(st, results.storage, full_size=args.storage_full_size)
                     )
+                if not args.no_uploads and not args.storage_only:
+                    upload_results = UploadResults(
+                        date=date, machine=uploads_report.machine(results.machine)
+                    )
+                    asyncio.run(uploads.measure(st, upload_results))
             finally:
                 for child in st.children:  # only if measure() failed before stopping them
                     child.stop()
@@ -221,23 +238,36 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     results.total_seconds = time.monotonic() - began
-    if not args.storage_only:
+    if not only:
         print(report.terminal(results))
     if results.storage is not None:
         print(storage_report.terminal(results.storage))
+    if upload_results is not None:
+        print(uploads_report.terminal(upload_results))
     print(f"total {results.total_seconds:.0f} s")
     if not args.no_write:
-        if args.storage_only:
-            assert results.storage is not None
+        if only:
             page = args.output.read_text() if args.output.exists() else report.INTRO
-            section = storage_report.markdown(results.storage)
-            report.write(args.output, storage_report.replace_section(page, section))
+            if results.storage is not None:
+                page = storage_report.replace_section(
+                    page, storage_report.markdown(results.storage)
+                )
+            if upload_results is not None:
+                page = uploads_report.replace_section(page, uploads_report.markdown(upload_results))
+            report.write(args.output, page)
         else:
             page = report.markdown(results, rounds)
             old = args.output.read_text() if args.output.exists() else ""
             kept = storage_report.extract_section(old) if results.storage is None else None
             if kept is not None:  # --no-storage keeps the storage figures the page had
                 page = storage_report.replace_section(page, kept)
+            uploaded = (
+                uploads_report.markdown(upload_results)
+                if upload_results is not None
+                else uploads_report.extract_section(old)  # --no-uploads keeps them too
+            )
+            if uploaded is not None:
+                page = uploads_report.replace_section(page, uploaded)
             report.write(args.output, page)
         print(f"wrote {args.output}")
     return 0

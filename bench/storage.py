@@ -493,7 +493,10 @@ async def throughput(
     moto_dir = st.workdir / "moto-throughput"
     moto = MotoServer(moto_dir)
     moto.start()
-    owner = create_async_engine(st.settings.migration_database_url.get_secret_value())
+    owner_url = st.settings.migration_database_url
+    if owner_url is None:
+        raise RuntimeError("the bench stack sets ADX_MIGRATION_DATABASE_URL; it is missing")
+    owner = create_async_engine(owner_url.get_secret_value())
     worker: stack.Child | None = None
     try:
         settings = with_storage(st.settings, moto.env(_bucket()))
@@ -595,7 +598,10 @@ class _Runner:
         self, client: Client, settings: Settings, tenant_id: str, batch_size: int, parallelism: int
     ) -> Migration:
         meter = Meter()
-        meter.watch("worker", self._processes["worker"].pid)
+        worker = self._processes["worker"]
+        if worker is None:
+            raise RuntimeError("the files worker is not running")
+        meter.watch("worker", worker.pid)
         before = self._cpu()
         self._log.mark()
         meter.start_sampling()

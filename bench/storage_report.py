@@ -178,7 +178,7 @@ def _per_file(timed: Timed) -> str:
 
 
 def throughput_rows(results: StorageResults) -> list[list[str]]:
-    rows = []
+    rows: list[list[str]] = []
     plain = results.plain_mean
     runs: list[tuple[Timed, str]] = [(t, "") for t in results.plain]
     if plain is not None and len(results.plain) > 1:
@@ -190,8 +190,8 @@ def throughput_rows(results: StorageResults) -> list[list[str]]:
     }
     runs += [(m.timed, f"**{results.ratio(m):.2f}**" if plain else "—") for m in results.migrations]
     if results.parallel_plain is not None:
-        ratio = plain.seconds / results.parallel_plain.seconds if plain else math.nan
-        runs.append((results.parallel_plain, f"({ratio:.2f})"))
+        parallel = plain.seconds / results.parallel_plain.seconds if plain else math.nan
+        runs.append((results.parallel_plain, f"({parallel:.2f})"))
     for timed, ratio in runs:
         rows.append(
             [

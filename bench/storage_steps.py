@@ -19,12 +19,12 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from temporalio.testing import ActivityEnvironment
 
 from adx_core.contracts.storage import CopyBatch, ObjectRef, StartMigration
-from adx_core.db.engine import create_engine, create_sessions
+from adx_core.db.engine import Sessions, create_engine, create_sessions
 from adx_core.settings import Settings, StorageKind
 from adx_core.storage import StorageRegistry, open_storage
 from adx_core.storage.provider import DEFAULT_CONTENT_TYPE, ListPage, ObjectInfo, StorageProvider
@@ -192,7 +192,9 @@ async def measure(settings: Settings, tenant_id: str, keys: list[str], size: int
     s3 = _Timed(open_storage(settings, StorageKind.S3), clock)
     stores = StorageRegistry(settings, {StorageKind.LOCAL: local, StorageKind.S3: s3})
     try:
-        activities = MigrationActivities(_TimedSessions(create_sessions(engine), clock), stores)
+        # Duck-typed: the activities only call the factory and use the session it makes.
+        timed = cast(Sessions, _TimedSessions(create_sessions(engine), clock))
+        activities = MigrationActivities(timed, stores)
         migration_id = str(uuid.uuid4())
         await activities.start_migration(
             StartMigration(

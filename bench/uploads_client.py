@@ -18,10 +18,17 @@ from bench.uploads_results import MIB, Step
 CHUNK = MIB
 
 
+def small_body(size: int) -> bytes:
+    """``size`` random bytes of their own: of no known type, as most uploads of
+    ``application/octet-stream`` are."""
+    return os.urandom(size)
+
+
 class Generated:
     """``size`` bytes in chunks of 1 MiB, never held whole: one random block, each copy
     stamped with its index so that no two chunks are equal (a swapped or repeated chunk
-    changes the hash). Cheap to make, but compressible, which clamd does not care about."""
+    changes the hash). Cheap to make, but compressible, which clamd does not care
+    about."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -31,7 +38,8 @@ class Generated:
         sent = index = 0
         while sent < self.size:
             length = min(CHUNK, self.size - sent)
-            yield (index.to_bytes(8, "big") + self._block[8:])[:length]
+            stamp = index.to_bytes(8, "big")
+            yield (stamp + self._block[len(stamp) :])[:length]
             sent += length
             index += 1
 
@@ -66,7 +74,7 @@ class UploadApi:
         *,
         content_type: str = "application/octet-stream",
         wait: int | None = None,
-        timeout: float = 60.0,
+        within: float = 60.0,
     ) -> tuple[int, dict[str, Any]]:
         # Content-Length as a real client sends it (the API refuses what cannot fit at
         # once); an async iterable body is then streamed, not chunk-encoded.
@@ -78,7 +86,7 @@ class UploadApi:
             params={"name": name},
             data=body,
             headers=self._headers(headers),
-            timeout=aiohttp.ClientTimeout(total=timeout + (wait or 0)),
+            timeout=aiohttp.ClientTimeout(total=within + (wait or 0)),
         ) as response:
             payload: dict[str, Any] = await response.json(content_type=None)
             return response.status, payload

@@ -83,7 +83,9 @@ async def uploader(request: web.Request) -> Uploader:
         tenant_id=claims.tenant_id,
         owner_id=owner,
         provider=tenant.storage_provider,
-        max_file_bytes=quota.file_bytes,
+        # A file the scanner cannot take would only be stored to be rejected: refuse it
+        # before a byte is sent.
+        max_file_bytes=min(quota.file_bytes, settings.scan_max_bytes),
         options=ProcessingOptions(
             thumbnail_sizes=list(settings.thumbnail_sizes),
             thumbnail_format=settings.thumbnail_format.value,
@@ -131,6 +133,7 @@ def new_file_id(claims: Claims, key: str | None) -> str:
 
 
 def too_large(limit: int) -> ProblemError:
+    """413, naming the limit: the plan's largest file, or the scan limit when lower."""
     return ProblemError(
         413, "payload-too-large", f"the file may be at most {limit} bytes", max_bytes=limit
     )

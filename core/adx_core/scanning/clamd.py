@@ -51,6 +51,10 @@ _MAX_REPLY_BYTES = 64 * 1024
 _RECV_SIZE = 4096
 # After a send failed, how long the reply clamd may already have sent gets to arrive.
 _REPLY_GRACE_SECONDS = 5.0
+# clamd scans what it was sent only after the last byte, so the wait for its verdict grows
+# with the file: ``timeout`` plus a second per this many bytes. A conservative rate for a
+# full signature database; a hung clamd is still found, just later for a larger file.
+VERDICT_BYTES_PER_SECOND = 8 * 1024 * 1024
 
 # What clamd reports, with AlertExceedsMax yes, for a file whose scan hit one of its
 # limits (MaxFileSize, MaxScanSize, MaxRecursion, MaxFiles, MaxScanTime...): not scanned
@@ -90,8 +94,9 @@ def interpret_reply(reply: str, *, scanned_bytes: int) -> ScanVerdict:
 class ClamdScanner(Scanner):
     """Scans streams with clamd over TCP or a Unix socket.
 
-    ``timeout`` bounds the connect, each write and the wait for the verdict after the
-    last byte. ``max_bytes`` is our own limit: a stream longer than that is refused with
+    ``timeout`` bounds the connect and each write; the wait for the verdict after the last
+    byte gets ``timeout`` plus a second per ``VERDICT_BYTES_PER_SECOND`` sent.
+    ``max_bytes`` is our own limit: a stream longer than that is refused with
     ScanLimitExceededError before any byte past it is sent; keep it at or below clamd's
     StreamMaxLength. Big chunks from the caller are sent in pieces of ``chunk_size``.
     """
@@ -157,7 +162,7 @@ class ClamdScanner(Scanner):
         try:
             await asyncio.wait({reply, sender}, return_when=asyncio.FIRST_COMPLETED)
             if sender.done():
-                text = await self._reply_after_sending(sender, reply)
+                text = await self._reply_after_sending(sender, reply, budget.used)
             else:
                 # clamd answered before the end of the stream: its size limit, an error, or
                 # it went away. Whatever it said stands; the rest is not sent.
@@ -177,16 +182,17 @@ class ClamdScanner(Scanner):
             await asyncio.gather(sender, reply, return_exceptions=True)
 
     async def _reply_after_sending(
-        self, sender: asyncio.Task[None], reply: asyncio.Task[str]
+        self, sender: asyncio.Task[None], reply: asyncio.Task[str], sent: int
     ) -> str:
         failure = sender.exception()
         if failure is None:
+            patience = self._timeout + sent / VERDICT_BYTES_PER_SECOND
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(patience):
                     return await reply
             except TimeoutError as exc:
                 raise ScannerUnavailableError(
-                    f"clamd at {self.address} gave no verdict within {self._timeout:g}s"
+                    f"clamd at {self.address} gave no verdict within {patience:.0f}s"
                 ) from exc
         if not isinstance(failure, _SendFailed):
             # Our own limit (ScanLimitExceededError) or the caller's stream failing.

@@ -181,6 +181,10 @@ class LocalStorage(StorageProvider):
         try:
             # copy2 carries the extended attributes (the recorded hash) with the bytes.
             shutil.copy2(source, partial)
+            # On disk before it takes the target's name, as put does: a promotion deletes
+            # the source right after the copy, and a crash must not lose both.
+            with partial.open("rb") as handle:
+                os.fsync(handle.fileno())
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import uuid
 import zipfile
 from pathlib import Path
@@ -12,13 +13,17 @@ from pathlib import Path
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 from temporalio.worker import Worker
 
+from adx_core.db.engine import Sessions
 from adx_core.scanning import eicar_bytes
 from adx_core.settings import Settings
-from tests.integration.uploads.conftest import Api, upload
-from tests.support.clamd import HDB_SIGNATURE, NDB_SIGNATURE
+from adx_workers.resources import WorkerResources
+from tests.integration.uploads.conftest import Api, api_with, upload
+from tests.support.clamd import HDB_SIGNATURE, NDB_SIGNATURE, ClamdFactory
 from tests.support.tenancy import SeededTenant
+from tests.support.workers import files_worker_with
 
 
 def png(width: int = 300, height: int = 200, colour: tuple[int, int, int] = (20, 90, 200)) -> bytes:
@@ -141,14 +146,41 @@ async def test_eicar_plain_zipped_and_nested_is_rejected_and_never_served(
     assert audited == 3
 
 
-async def test_a_file_over_the_scan_limit_is_rejected(
+async def test_a_file_over_the_scan_limit_is_refused_before_it_is_stored(
     api: Api, settings: Settings, tenant: SeededTenant, files_worker: Worker
 ) -> None:
+    """The plan allows 1 GiB, the scanner 8 MiB: the API refuses more than the scanner
+    can take, with 413, rather than store bytes that could only be rejected."""
     alice = tenant.auth(settings, "alice")
     data = b"\0" * (settings.scan_max_bytes + 1)
-    _status, operation = await upload(api, alice, data, name="big.bin")
+    status, problem = await upload(api, alice, data, name="big.bin")
+    assert status == 413, problem
+    assert problem["max_bytes"] == settings.scan_max_bytes
+    assert listing(settings.storage_root, tenant.tenant_id, "quarantine") == []
+
+
+async def test_a_file_over_clamds_own_limit_is_rejected_not_passed(
+    settings: Settings,
+    tenant: SeededTenant,
+    temporal_client: Client,
+    resources: WorkerResources,
+    sessions: Sessions,
+    clamd_factory: ClamdFactory,
+) -> None:
+    """ADX_SCAN_MAX_BYTES set above what clamd takes: clamd's "size limit exceeded" (or
+    its AlertExceedsMax heuristic) rejects the file; it is never taken as clean."""
+    clamd = clamd_factory(max_bytes=1024 * 1024)
+    loose = settings.model_copy(
+        update={"clamd_address": clamd.address, "scan_max_bytes": 16 * 1024 * 1024}
+    )
+    resources.settings = loose
+    alice = tenant.auth(settings, "alice")
+    worker = files_worker_with(temporal_client, resources, settings.task_queue("files"), [])
+    async with worker, api_with(loose, temporal_client, sessions) as api:
+        _, operation = await upload(api, alice, os.urandom(2 * 1024 * 1024), name="big.bin")
     assert operation["status"] == "failed", operation
     assert operation["error"]["code"] == "FileTooLargeToScan"
+    assert operation["error"]["step"] == "virus_scan"
     assert listing(settings.storage_root, tenant.tenant_id, "files") == []
 
 

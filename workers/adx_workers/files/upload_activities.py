@@ -61,6 +61,7 @@ from adx_workers.files.inspection import (
     check_type,
     kind_of,
     sniff,
+    type_from_name,
 )
 from adx_workers.files.spool import spooled
 from adx_workers.files.storage_activities import provider_of
@@ -173,7 +174,8 @@ class UploadActivities:
         store = provider_of(self._stores, request.staged.provider)
         try:
             async with spooled(store, request.staged.key, length=HEAD_BYTES) as head:
-                detected = await asyncio.to_thread(sniff, head)
+                hints = (request.declared_type, type_from_name(request.name) or "")
+                detected = await asyncio.to_thread(sniff, head, hints)
             content_type = check_type(request.declared_type, detected, request.name, allowed)
             kind = kind_of(content_type)
             if kind in ("archive", "image"):

@@ -8,7 +8,16 @@ stable ``reason`` code.
 
 from .analysis import Analysis, Analyzer, AnalyzerSpecError, DefaultAnalyzer, load_analyzer
 from .archives import ArchiveSummary, check_archive
-from .filetypes import HEAD_BYTES, Kind, check_type, is_allowed, kind_of, normalise, sniff
+from .filetypes import (
+    HEAD_BYTES,
+    Kind,
+    check_type,
+    is_allowed,
+    kind_of,
+    normalise,
+    sniff,
+    type_from_name,
+)
 from .images import ImageInfo, Thumbnail, check_image, make_thumbnails
 from .limits import InspectionLimits, RejectedFile, RejectReason
 from .metadata import extract_metadata
@@ -36,4 +45,5 @@ __all__ = [
     "make_thumbnails",
     "normalise",
     "sniff",
+    "type_from_name",
 ]
