@@ -153,12 +153,13 @@ def servers(workdir: Path) -> Iterator[Stack]:
         mail.stop()
 
 
-async def start_roles(stack: Stack) -> None:
-    """Migrate, then start the tenants worker and the API and wait until both are ready."""
+async def start_roles(stack: Stack, extra_env: dict[str, str] | None = None) -> None:
+    """Migrate, then start the tenants worker and the API and wait until both are ready.
+    ``extra_env`` overrides settings for this phase (the uploads' scan limit, say)."""
     started = time.monotonic()
     await upgrade(stack.settings)
     _timed(stack.startup_seconds, "migrations", started)
-    env = settings_env(stack.settings)
+    env = {**settings_env(stack.settings), **(extra_env or {})}
     worker_port, api_port = free_port(), free_port()
     started = time.monotonic()
     worker = _spawn(

@@ -673,7 +673,7 @@ requests open; after every {every} uploads the same queue holds a `POST /v1/tena
 queue to its answer). Each upload's workflow is awaited through Temporal (a long poll, so
 the moment it completes is seen), and each operation is read back through the API at the
 end. A warm-up of {warm} uploads and one tenant, with `Prefer: wait=30`, runs first and is
-not counted. """
+not counted."""
 
 
 def markdown(results: UploadResults) -> str:

@@ -482,3 +482,5 @@ class ShareResult:
     notified: int
     link: str | None = None
     expires_at: datetime | None = None
+    # Recipients whose notification failed for good; the share stands without it.
+    notify_failed: int = 0

@@ -172,6 +172,7 @@ async def test_a_refused_mail_is_recorded_and_the_share_stays(
 
     assert operation["status"] == "succeeded", operation
     assert operation["result"]["notified"] == 1
+    assert operation["result"]["notify_failed"] == 1
     assert await access_of(sessions, scene, "carol") == Access.VIEW
     assert len(await asyncio.to_thread(mailbox.wait_for, scene.email("dave"))) == 1
     snapshot = await temporal_client.get_workflow_handle(operation["id"]).query(

@@ -141,7 +141,7 @@ class FileSharingWorkflow:
 
             step = "notify_recipients"
             self._progress.started(step)
-            notified = await self._notify(request, validated)
+            notified, notify_failed = await self._notify(request, validated)
             self._progress.finished(step)
         except (ActivityError, ApplicationError, asyncio.CancelledError) as err:
             await self._roll_back(saga, step, err)
@@ -156,11 +156,14 @@ class FileSharingWorkflow:
             notified=notified,
             link=request.link_path if request.link else None,
             expires_at=request.expires_at,
+            notify_failed=notify_failed,
         )
 
-    async def _notify(self, request: FileShareRequest, validated: ValidateShareResult) -> int:
+    async def _notify(
+        self, request: FileShareRequest, validated: ValidateShareResult
+    ) -> tuple[int, int]:
         """Tell every recipient at once; a failure is recorded, not raised. Returns how many
-        were told."""
+        were told and how many could not be."""
         results = await asyncio.gather(
             *(self._send(request, validated, to) for to in validated.recipients),
             return_exceptions=True,
@@ -177,7 +180,7 @@ class FileSharingWorkflow:
                 f"{len(failures)} of {len(results)} notifications failed, the share stays: "
                 f"{describe(failures[0])}",
             )
-        return notified
+        return notified, len(failures)
 
     async def _send(
         self, request: FileShareRequest, validated: ValidateShareResult, to: str
