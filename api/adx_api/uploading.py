@@ -19,7 +19,6 @@ from typing import Any
 from aiohttp import web
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from adx_api.file_access import caller_id, require_permission
 from adx_api.keys import SESSIONS, SETTINGS, STORES, TEMPORAL, claims_of, context_of
@@ -27,7 +26,7 @@ from adx_api.operations import Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_api.routes.common import operation_response
 from adx_core.auth import Claims
-from adx_core.contracts import permissions, search
+from adx_core.contracts import permissions
 from adx_core.contracts.files import (
     FILE_UPLOAD_WORKFLOW,
     FileUploadRequest,
@@ -45,7 +44,6 @@ from adx_core.db.models import File, Tenant, TenantQuota
 from adx_core.metrics import WORKFLOWS_STARTED
 from adx_core.storage import StorageError, StorageProvider
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,62}/[a-z0-9][a-z0-9.+-]{0,126}$")
 READ_CHUNK = 256 * 1024
 
@@ -115,15 +113,6 @@ def media_type(raw: str | None) -> str:
     return value
 
 
-def idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
-        raise ProblemError(
-            400, "bad-request", "Idempotency-Key must be 1-200 printable ASCII characters"
-        )
-    return key
-
-
 def new_file_id(claims: Claims, key: str | None) -> str:
     """A retried request with the same Idempotency-Key names the same file, and so the
     same workflow."""
@@ -182,22 +171,6 @@ async def discard(store: StorageProvider, key: str) -> None:
     # An orphan in quarantine is harmless (never served) and visible to operators.
     with contextlib.suppress(StorageError):
         await store.delete(key)
-
-
-async def existing_upload(request: web.Request, file_id: str) -> web.Response | None:
-    """The operation an earlier request with the same Idempotency-Key started, if any."""
-    handle = request.app[TEMPORAL].get_workflow_handle(upload_workflow_id(file_id))
-    try:
-        description = await handle.describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    if description.typed_search_attributes.get(search.TENANT_ID) != claims_of(request).tenant_id:
-        return None  # the id is derived from the tenant: not reachable
-    return await operation_response(
-        request, Operations(request.app[TEMPORAL]), handle, FILE_UPLOAD_WORKFLOW
-    )
 
 
 async def refuse_reused_id(request: web.Request, file_id: str) -> None:

@@ -15,11 +15,14 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from adx_api.keys import SETTINGS, TEMPORAL, claims_of, context_of
 from adx_api.operations import Operation, Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_core.auth import Claims, Role
+from adx_core.contracts import search
+from adx_core.contracts.billing import IDEMPOTENCY_KEY_PATTERN
 from adx_core.contracts.tenants import PLATFORM_TENANT_ID
 from adx_core.metrics import WORKFLOWS_STARTED
 
@@ -27,6 +30,7 @@ Model = TypeVar("Model", bound=BaseModel)
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d{1,4})(?:$|[,;\s])", re.IGNORECASE)
 MAX_WAIT_SECONDS = 60
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 async def read_json(request: web.Request, model: type[Model]) -> Model:
@@ -166,3 +170,35 @@ async def start_operation(
         raise ProblemError(409, "conflict", conflict_detail) from None
     WORKFLOWS_STARTED.labels(workflow).inc()
     return await operation_response(request, Operations(client), handle, workflow)
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The request's ``Idempotency-Key``: 1 to 200 printable ASCII characters, given once.
+    Routes derive the workflow id from it, so a retry names the same workflow."""
+    values = request.headers.getall("Idempotency-Key", [])
+    if not values:
+        return None
+    if len(values) > 1 or not _IDEMPOTENCY_KEY.match(values[0]):
+        raise ProblemError(
+            400, "bad-idempotency-key", "Idempotency-Key must be 1 to 200 printable characters"
+        )
+    return str(values[0])
+
+
+async def existing_operation(
+    request: web.Request, workflow_id: str, workflow_type: str
+) -> web.Response | None:
+    """The operation an earlier request with the same Idempotency-Key started, answered as
+    that request was (202, or 200 with ``Prefer: wait``); ``None`` if there is none."""
+    handle = request.app[TEMPORAL].get_workflow_handle(workflow_id)
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.typed_search_attributes.get(search.TENANT_ID) != claims_of(request).tenant_id:
+        return None  # ids are derived from the caller's tenant: not reachable
+    return await operation_response(
+        request, Operations(request.app[TEMPORAL]), handle, workflow_type
+    )

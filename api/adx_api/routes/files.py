@@ -35,14 +35,12 @@ from adx_api.openapi_parts import (
     json_response,
 )
 from adx_api.problems import ProblemError
-from adx_api.routes.common import parse_uuid
+from adx_api.routes.common import existing_operation, idempotency_key, parse_uuid
 from adx_api.streaming import stream_object
 from adx_api.uploading import (
     READ_CHUNK,
     MeteredBody,
-    existing_upload,
     file_name,
-    idempotency_key,
     media_type,
     new_file_id,
     refuse_reused_id,
@@ -52,7 +50,13 @@ from adx_api.uploading import (
     uploader,
 )
 from adx_core.contracts import permissions
-from adx_core.contracts.files import FileStatus, PrincipalKind, quarantine_prefix
+from adx_core.contracts.files import (
+    FILE_UPLOAD_WORKFLOW,
+    FileStatus,
+    PrincipalKind,
+    quarantine_prefix,
+    upload_workflow_id,
+)
 from adx_core.contracts.storage import ObjectLocation
 from adx_core.db.engine import tenant_session
 from adx_core.db.models import File, FilePermission, GroupMember
@@ -69,7 +73,9 @@ async def upload_file(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     file_id = new_file_id(claims, key)
     if key is not None:
-        if (earlier := await existing_upload(request, file_id)) is not None:
+        workflow_id = upload_workflow_id(file_id)
+        earlier = await existing_operation(request, workflow_id, FILE_UPLOAD_WORKFLOW)
+        if earlier is not None:
             return earlier
         await refuse_reused_id(request, file_id)
     who = await uploader(request)

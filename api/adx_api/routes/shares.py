@@ -46,7 +46,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from adx_api.file_access import (
     Access,
@@ -60,11 +59,16 @@ from adx_api.keys import SESSIONS, SETTINGS, STORES, TEMPORAL, claims_of, contex
 from adx_api.openapi_parts import PREFER, errors, json_response, workflow_post
 from adx_api.operations import Operations, search_attributes
 from adx_api.problems import ProblemError
-from adx_api.routes.common import operation_response, parse_uuid, read_json
+from adx_api.routes.common import (
+    existing_operation,
+    idempotency_key,
+    operation_response,
+    parse_uuid,
+    read_json,
+)
 from adx_api.routes.tenants import Email
 from adx_api.streaming import stream_object
 from adx_core.auth import Claims
-from adx_core.contracts import search
 from adx_core.contracts.files import (
     FILE_SHARING_WORKFLOW,
     FileShareRequest,
@@ -95,7 +99,6 @@ PASSWORD_WINDOW_SECONDS = 60.0
 _ARGON2_SLOTS = 2
 _HASHER = PasswordHasher()
 # Printable ASCII without spaces: keys end up (digested) in ids and logs.
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 # What secrets.token_urlsafe(32) makes; anything else cannot be a link.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _SHARE_NAMESPACE = uuid.UUID("0c5f3a52-8d4e-4f0b-9b7e-2f4d61c0a7e3")
@@ -219,17 +222,6 @@ LINKS = web.AppKey("share_links", LinkServing)
 # --- creating, listing and revoking shares ----------------------------------------------
 
 
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise ProblemError(
-            400, "bad-request", "Idempotency-Key must be 1-200 printable ASCII characters"
-        )
-    return key
-
-
 def share_id_for_key(tenant_id: str, user_id: uuid.UUID, file_id: uuid.UUID, key: str) -> str:
     """The share a retried POST with the same key names: one per tenant, user, file and
     key, so that two users' (or two files') keys never collide."""
@@ -238,22 +230,6 @@ def share_id_for_key(tenant_id: str, user_id: uuid.UUID, file_id: uuid.UUID, key
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-async def _existing_operation(request: web.Request, workflow_id: str) -> web.Response | None:
-    """The operation a retried request (same Idempotency-Key) already started, if any."""
-    handle = request.app[TEMPORAL].get_workflow_handle(workflow_id)
-    try:
-        description = await handle.describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    if description.typed_search_attributes.get(search.TENANT_ID) != claims_of(request).tenant_id:
-        return None  # the id is derived from the tenant, so this is not reachable
-    return await operation_response(
-        request, Operations(request.app[TEMPORAL]), handle, FILE_SHARING_WORKFLOW
-    )
 
 
 async def _share_request(
@@ -318,7 +294,7 @@ async def _start(
 async def create_share(request: web.Request) -> web.Response:
     claims = claims_of(request)
     file_id = parse_uuid(request.match_info["id"], "file")
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     body = await read_json(request, ShareIn)
     sharer = caller_id(claims)
     async with tenant_session(request.app[SESSIONS], claims.tenant_id) as session:
@@ -330,7 +306,9 @@ async def create_share(request: web.Request) -> web.Response:
         else str(uuid.uuid4())
     )
     workflow_id = sharing_workflow_id(share_id)
-    if key is not None and (existing := await _existing_operation(request, workflow_id)):
+    if key is not None and (
+        existing := await existing_operation(request, workflow_id, FILE_SHARING_WORKFLOW)
+    ):
         return existing
     share = await _share_request(body, claims.tenant_id, file_id, sharer, share_id)
     return await _start(request, share, workflow_id, key)

@@ -14,7 +14,6 @@ caller's tenant) is a 422.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -29,6 +28,7 @@ from adx_api.openapi_parts import UUID_ID_PARAM, workflow_post
 from adx_api.operations import TERMINAL, Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_api.routes.common import (
+    idempotency_key,
     operation_response,
     prefer_wait,
     read_json,
@@ -49,7 +49,6 @@ from adx_core.db.engine import tenant_session
 from adx_core.db.models import Tenant
 from adx_core.metrics import WORKFLOWS_STARTED
 
-_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _GONE = (TenantStatus.FAILED.value, TenantStatus.DEPROVISIONED.value)
 
 PaymentMethod = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,255}$")]
@@ -62,17 +61,6 @@ class UpgradeTenantIn(BaseModel):
     payment_method: PaymentMethod | None = None
 
 
-def _idempotency_key(request: web.Request) -> str | None:
-    values = request.headers.getall("Idempotency-Key", [])
-    if not values:
-        return None
-    if len(values) > 1 or not _IDEMPOTENCY_KEY.match(values[0]):
-        raise ProblemError(
-            400, "bad-idempotency-key", "Idempotency-Key must be 1 to 200 printable characters"
-        )
-    return values[0]
-
-
 def _fingerprint(tenant_id: str, body: UpgradeTenantIn) -> str:
     text = f"{tenant_id}|{body.plan.value}|{body.payment_method or ''}"
     return hashlib.sha256(text.encode()).hexdigest()
@@ -83,7 +71,7 @@ async def upgrade_tenant(request: web.Request) -> web.Response:
     tenant_uuid = tenant_in_reach(claims, request.match_info["id"])
     tenant_id = str(tenant_uuid)
     require_role(claims, Role.TENANT_ADMIN, Role.PLATFORM_ADMIN)
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     body = await read_json(request, UpgradeTenantIn)
     async with tenant_session(request.app[SESSIONS], claims.tenant_id) as session:
         status = await session.scalar(select(Tenant.status).where(Tenant.id == tenant_uuid))

@@ -33,13 +33,12 @@ from adx_api.file_access import caller_id
 from adx_api.keys import SESSIONS, SETTINGS, STORES, claims_of
 from adx_api.openapi_parts import errors, json_response
 from adx_api.problems import ProblemError
-from adx_api.routes.common import parse_uuid
+from adx_api.routes.common import idempotency_key, parse_uuid
 from adx_api.uploading import (
     READ_CHUNK,
     MeteredBody,
     discard,
     file_name,
-    idempotency_key,
     media_type,
     new_file_id,
     start_upload,

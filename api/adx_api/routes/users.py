@@ -12,7 +12,6 @@ Everything acts in the token's tenant: another tenant's user is a 404, like a mi
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from typing import Any, Literal
 
@@ -22,7 +21,6 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from adx_api.keys import SESSIONS, SETTINGS, TEMPORAL, claims_of, context_of
 from adx_api.openapi_parts import (
@@ -37,7 +35,8 @@ from adx_api.openapi_parts import (
 from adx_api.operations import Operation, Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_api.routes.common import (
-    operation_response,
+    existing_operation,
+    idempotency_key,
     parse_uuid,
     prefer_wait,
     read_json,
@@ -46,7 +45,6 @@ from adx_api.routes.common import (
 )
 from adx_api.routes.tenants import Email, Slug, Text200
 from adx_core.auth import Claims, Role
-from adx_core.contracts import search
 from adx_core.contracts.users import (
     ACCESS_DENIED,
     ADMIN_ROLE,
@@ -77,7 +75,6 @@ UserStatusIn = Literal["active", "disabled"]
 # in the answer. ``Prefer: wait=N`` changes it.
 SWITCH_WAIT_SECONDS = 10
 # Printable ASCII without spaces: keys end up (digested) in workflow ids and logs.
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 _ADMINS = (Role.TENANT_ADMIN, Role.PLATFORM_ADMIN)
 
 
@@ -216,41 +213,16 @@ async def get_me(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise ProblemError(
-            400, "bad-request", "Idempotency-Key must be 1-200 printable ASCII characters"
-        )
-    return key
-
-
-async def _existing_operation(request: web.Request, workflow_id: str) -> web.Response | None:
-    """The operation a retried request (same Idempotency-Key) already started, if any."""
-    handle = request.app[TEMPORAL].get_workflow_handle(workflow_id)
-    try:
-        description = await handle.describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    if description.typed_search_attributes.get(search.TENANT_ID) != claims_of(request).tenant_id:
-        return None  # the id is derived from the tenant, so this is not reachable
-    return await operation_response(
-        request, Operations(request.app[TEMPORAL]), handle, USER_ONBOARDING_WORKFLOW
-    )
-
-
 async def create_user(request: web.Request) -> web.Response:
     claims = claims_of(request)
     require_role(claims, *_ADMINS)
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     body = await read_json(request, OnboardUserIn)
     tenant_id = claims.tenant_id
     workflow_id = onboarding_workflow_id(tenant_id, body.email, key)
-    if key is not None and (existing := await _existing_operation(request, workflow_id)):
+    if key is not None and (
+        existing := await existing_operation(request, workflow_id, USER_ONBOARDING_WORKFLOW)
+    ):
         return existing
     async with tenant_session(request.app[SESSIONS], tenant_id) as session:
         existing = await session.scalar(

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from adx_core.contracts.search import STEP
 from adx_core.db.engine import Sessions
 from adx_core.settings import ScannerKind, Settings
 from adx_workers.files.worker import build_worker
@@ -90,3 +91,17 @@ async def finished(api: Api, headers: dict[str, str], operation_id: str) -> dict
             return body
         await asyncio.sleep(0.1)
     raise AssertionError(f"operation {operation_id} did not finish")
+
+
+async def step_of(client: Client, operation_id: str) -> str | None:
+    """The workflow's current step, from its Step search attribute."""
+    description = await client.get_workflow_handle(operation_id).describe()
+    return description.typed_search_attributes.get(STEP)
+
+
+async def wait_for_step(client: Client, operation_id: str, step: str) -> None:
+    for _ in range(100):
+        if await step_of(client, operation_id) == step:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{operation_id} never reached {step}")

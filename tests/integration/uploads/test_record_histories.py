@@ -4,7 +4,6 @@ file_processing_workflow, and a cancel."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from temporalio.client import Client
@@ -13,9 +12,9 @@ from adx_core.db.engine import Sessions
 from adx_core.scanning import eicar_bytes
 from adx_core.settings import Settings
 from adx_workers.resources import WorkerResources
-from tests.integration.uploads.conftest import Api, api_with, finished, upload
+from tests.integration.uploads.conftest import Api, api_with, finished, upload, wait_for_step
 from tests.integration.uploads.test_upload import png
-from tests.integration.uploads.test_upload_failures import _step_of, slow_thumbnails
+from tests.integration.uploads.test_upload_failures import slow_thumbnails
 from tests.replay.test_replay import HISTORIES, recording
 from tests.support.tenancy import SeededTenant
 from tests.support.workers import files_worker_with
@@ -83,10 +82,7 @@ async def test_record_cancelled(
         _, started = await upload(
             api, alice, b"words\n", name="w.txt", content_type="text/plain", wait=None
         )
-        for _ in range(100):
-            if await _step_of(temporal_client, started["id"]) == "virus_scan":
-                break
-            await asyncio.sleep(0.1)
+        await wait_for_step(temporal_client, started["id"], "virus_scan")
         await api.post(f"/v1/operations/{started['id']}/cancel", headers=alice)
         done = await finished(api, alice, started["id"])
     assert done["status"] == "cancelled"

@@ -15,8 +15,7 @@ from temporalio.client import Client
 
 from adx_cli.devstack.net import free_port, is_http_ready
 from adx_core.settings import Settings
-from tests.integration.uploads.conftest import Api, finished, upload
-from tests.integration.uploads.test_upload_failures import _step_of
+from tests.integration.uploads.conftest import Api, finished, upload, wait_for_step
 from tests.support.processes import start_worker
 from tests.support.tenancy import SeededTenant
 
@@ -52,10 +51,7 @@ async def test_a_sigkilled_worker_loses_no_acknowledged_upload(
         )
         assert status == 202
         operation_id = operation["id"]
-        for _ in range(100):
-            if await _step_of(temporal_client, operation_id) == "virus_scan":
-                break
-            await asyncio.sleep(0.1)
+        await wait_for_step(temporal_client, operation_id, "virus_scan")
         first.send_signal(signal.SIGKILL)
         assert await asyncio.to_thread(first.wait, 10) == -signal.SIGKILL
         clamd.start()

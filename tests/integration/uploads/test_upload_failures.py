@@ -18,19 +18,20 @@ from adx_core.contracts.files import (
     ProcessingInput,
     ThumbnailsResult,
 )
-from adx_core.contracts.search import STEP
 from adx_core.db.engine import Sessions
 from adx_core.settings import Settings
 from adx_workers.resources import WorkerResources
-from tests.integration.uploads.conftest import Api, api_with, finished, upload
+from tests.integration.uploads.conftest import (
+    Api,
+    api_with,
+    finished,
+    step_of,
+    upload,
+    wait_for_step,
+)
 from tests.integration.uploads.test_upload import listing, png
 from tests.support.tenancy import SeededTenant
 from tests.support.workers import files_worker_with
-
-
-async def _step_of(client: Client, operation_id: str) -> str | None:
-    description = await client.get_workflow_handle(operation_id).describe()
-    return description.typed_search_attributes.get(STEP)
 
 
 async def test_the_upload_waits_for_clamd_and_completes_when_it_is_back(
@@ -52,13 +53,10 @@ async def test_the_upload_waits_for_clamd_and_completes_when_it_is_back(
         )
         assert status == 202
         operation_id = operation["id"]
-        for _ in range(100):
-            if await _step_of(temporal_client, operation_id) == "virus_scan":
-                break
-            await asyncio.sleep(0.1)
+        await wait_for_step(temporal_client, operation_id, "virus_scan")
         # Retried, not skipped: it stays on the scan while clamd is away.
         await asyncio.sleep(2.5)
-        assert await _step_of(temporal_client, operation_id) == "virus_scan"
+        assert await step_of(temporal_client, operation_id) == "virus_scan"
         shown = await api.get(f"/v1/operations/{operation_id}", headers=alice)
         assert (await shown.json())["status"] == "running"
         clamd.start()
@@ -161,10 +159,7 @@ async def test_cancelling_an_upload_leaves_nothing(
             api, alice, b"never mind\n", name="n.txt", content_type="text/plain", wait=None
         )
         operation_id = operation["id"]
-        for _ in range(100):
-            if await _step_of(temporal_client, operation_id) == "virus_scan":
-                break
-            await asyncio.sleep(0.1)
+        await wait_for_step(temporal_client, operation_id, "virus_scan")
         cancel = await api.post(f"/v1/operations/{operation_id}/cancel", headers=alice)
         assert cancel.status == 202
         done = await finished(api, alice, operation_id)

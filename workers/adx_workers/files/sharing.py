@@ -49,7 +49,7 @@ from adx_core.contracts.notifications import (
 from adx_core.contracts.progress import PROGRESS_QUERY, ProgressQuery, ProgressSnapshot
 from adx_workers.common.failures import describe, is_cancellation
 from adx_workers.common.progress import ProgressTracker
-from adx_workers.common.saga import Saga
+from adx_workers.common.saga import Saga, run_undo
 
 Result = TypeVar("Result")
 
@@ -230,26 +230,15 @@ class FileSharingWorkflow:
         return result
 
     async def _revoke(self, request: RevokeShareRequest) -> RevokeShareResult:
-        result: RevokeShareResult = await workflow.execute_activity(
+        return await run_undo(
             REVOKE_SHARE_ACTIVITY,
             request,
-            result_type=RevokeShareResult,
-            start_to_close_timeout=_DB_TIMEOUT,
-            schedule_to_close_timeout=_UNDO_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            RevokeShareResult,
+            attempt_timeout=_DB_TIMEOUT,
+            deadline=_UNDO_TIMEOUT,
         )
-        return result
 
     async def _roll_back(self, saga: Saga, step: str, err: BaseException) -> None:
-        self._progress.failed(step, describe(err))
-        # The undos are new activities, so they run even when the workflow was cancelled.
-        try:
-            await saga.compensate(self._progress.compensating)
-        except ActivityError as undo_error:
-            # Reported, not raised: the operation failed because of ``err``; a share that
-            # could not be revoked is in the progress log for operators.
-            self._progress.compensation_failed(describe(undo_error))
-            workflow.logger.error("compensation incomplete", extra={"step": step})
-        self._progress.done("rolled_back", complete=False)
+        await saga.roll_back(self._progress, step, err)
         if is_cancellation(err):
             raise asyncio.CancelledError from err

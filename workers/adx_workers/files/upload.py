@@ -68,7 +68,7 @@ from adx_core.contracts.files import (
 from adx_core.contracts.progress import PROGRESS_QUERY, ProgressQuery, ProgressSnapshot
 from adx_workers.common.failures import describe, is_cancellation
 from adx_workers.common.progress import ProgressTracker
-from adx_workers.common.saga import Saga
+from adx_workers.common.saga import Saga, run_undo
 
 Result = TypeVar("Result")
 
@@ -418,10 +418,7 @@ class FileUploadWorkflow:
         err: BaseException,
         promoted: bool,
     ) -> None:
-        cause = describe(err)
-        self._progress.failed(step, cause)
-        try:
-            await saga.compensate(self._progress.compensating)
+        async def then() -> None:
             if is_cancellation(err):
                 # A cancelled upload leaves nothing: no staged bytes, no record.
                 await self._undo(
@@ -436,15 +433,14 @@ class FileUploadWorkflow:
                         tenant_id=request.tenant_id,
                         file_id=request.file_id,
                         reason="failed",
-                        detail=cause,
+                        detail=describe(err),
                         actor_id=request.owner_id,
                         keep_staged=False,
                         staged=request.staged,
                     ),
                 )
-        except ActivityError as undo_error:
-            self._progress.compensation_failed(describe(undo_error))
-        self._progress.done("rolled_back", complete=False)
+
+        await saga.roll_back(self._progress, step, err, then=then)
 
     async def _call(
         self,
@@ -474,15 +470,9 @@ class FileUploadWorkflow:
         return result
 
     async def _undo(self, activity: str, arg: object) -> RemoveFileResult:
-        result: RemoveFileResult = await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=RemoveFileResult,
-            start_to_close_timeout=_SHORT,
-            schedule_to_close_timeout=_UNDO_DEADLINE,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        return await run_undo(
+            activity, arg, RemoveFileResult, attempt_timeout=_SHORT, deadline=_UNDO_DEADLINE
         )
-        return result
 
 
 class _Outcome:

@@ -66,7 +66,7 @@ from adx_core.contracts.tenants import (
 )
 from adx_workers.common.failures import describe, is_cancellation
 from adx_workers.common.progress import ProgressTracker
-from adx_workers.common.saga import Saga
+from adx_workers.common.saga import Saga, run_undo
 
 Result = TypeVar("Result")
 
@@ -273,18 +273,9 @@ class TenantProvisioningWorkflow:
         )
 
     async def _roll_back(self, saga: Saga, step: str, err: BaseException) -> None:
+        # The record's undo (mark_tenant_failed) reads these when it runs.
         self._failed_step, self._cause = step, describe(err)
-        self._progress.failed(step, self._cause)
-        # Cleanup runs even when the workflow was cancelled: the cancel hit the step in
-        # flight, and the undos are new activities that are not cancelled.
-        try:
-            await saga.compensate(self._progress.compensating)
-        except ActivityError as undo_error:
-            # Reported, not raised: the operation failed (or was cancelled) because of
-            # ``err``; what could not be cleaned up is in the progress log for operators.
-            self._progress.compensation_failed(describe(undo_error))
-            workflow.logger.error("compensation incomplete", extra={"step": step})
-        self._progress.done("rolled_back", complete=False)
+        await saga.roll_back(self._progress, step, err)
 
     async def _in_parallel(
         self,
@@ -340,15 +331,9 @@ class TenantProvisioningWorkflow:
         return result
 
     async def _undo(self, activity: str, arg: object) -> UndoResult:
-        result: UndoResult = await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=UndoResult,
-            start_to_close_timeout=_STEP_TIMEOUT,
-            schedule_to_close_timeout=_UNDO_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        return await run_undo(
+            activity, arg, UndoResult, attempt_timeout=_STEP_TIMEOUT, deadline=_UNDO_TIMEOUT
         )
-        return result
 
     async def _stop_monitoring(self, monitoring_id: str) -> None:
         try:

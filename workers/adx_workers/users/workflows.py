@@ -86,9 +86,9 @@ from adx_core.contracts.users import (
     UserUpdateRequest,
     UserUpdateResult,
 )
-from adx_workers.common.failures import describe, is_cancellation
+from adx_workers.common.failures import is_cancellation
 from adx_workers.common.progress import ProgressTracker
-from adx_workers.common.saga import Saga
+from adx_workers.common.saga import Saga, run_undo
 
 Result = TypeVar("Result")
 
@@ -149,27 +149,12 @@ class _SagaWorkflow:
         return result
 
     async def _undo(self, activity: str, arg: object) -> UndoResult:
-        result: UndoResult = await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=UndoResult,
-            start_to_close_timeout=_DB_TIMEOUT,
-            schedule_to_close_timeout=_UNDO_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        return await run_undo(
+            activity, arg, UndoResult, attempt_timeout=_DB_TIMEOUT, deadline=_UNDO_TIMEOUT
         )
-        return result
 
     async def _roll_back(self, saga: Saga, step: str, err: BaseException) -> None:
-        self._progress.failed(step, describe(err))
-        # The undos are new activities, so they run even when the workflow was cancelled.
-        try:
-            await saga.compensate(self._progress.compensating)
-        except ActivityError as undo_error:
-            # Reported, not raised: the operation failed because of ``err``; what could not
-            # be cleaned up is in the progress log for operators.
-            self._progress.compensation_failed(describe(undo_error))
-            workflow.logger.error("compensation incomplete", extra={"step": step})
-        self._progress.done("rolled_back", complete=False)
+        await saga.roll_back(self._progress, step, err)
         if is_cancellation(err):
             raise asyncio.CancelledError from err
 
@@ -371,26 +356,22 @@ class UserUpdateWorkflow(_SagaWorkflow):
         )
 
     async def _undo_identity(self, restore: IdentityUpdate) -> IdentityUpdateResult:
-        result: IdentityUpdateResult = await workflow.execute_activity(
+        return await run_undo(
             UPDATE_IDENTITY_ACTIVITY,
             restore,
-            result_type=IdentityUpdateResult,
-            start_to_close_timeout=_DB_TIMEOUT,
-            schedule_to_close_timeout=_UNDO_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            IdentityUpdateResult,
+            attempt_timeout=_DB_TIMEOUT,
+            deadline=_UNDO_TIMEOUT,
         )
-        return result
 
     async def _undo_role(self, restore: RoleChange) -> RoleChangeResult:
-        result: RoleChangeResult = await workflow.execute_activity(
+        return await run_undo(
             CHANGE_ROLE_ACTIVITY,
             restore,
-            result_type=RoleChangeResult,
-            start_to_close_timeout=_DB_TIMEOUT,
-            schedule_to_close_timeout=_UNDO_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            RoleChangeResult,
+            attempt_timeout=_DB_TIMEOUT,
+            deadline=_UNDO_TIMEOUT,
         )
-        return result
 
 
 @workflow.defn(name=TENANT_SWITCH_WORKFLOW)
