@@ -15,7 +15,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -44,6 +44,12 @@ class DevPorts:
     postgres: int
     # The development mail server; notifications land in .adx/mail/.
     smtp: int = 8025
+    # Each worker's HTTP port (/healthz, /readyz, /metrics), by worker name; a worker not
+    # named here gets the API port + 10 + its place in the sorted names (8091, 8092, ...).
+    workers: dict[str, int] = field(default_factory=dict)
+
+    def worker(self, name: str, place: int) -> int:
+        return self.workers.get(name, self.api + 10 + place)
 
 
 def dev_secrets(home: Path) -> dict[str, str]:
@@ -95,6 +101,11 @@ def stack_env(home: Path, ports: DevPorts, postgres: EmbeddedPostgres) -> dict[s
 
 
 def run_dev(home: Path, ports: DevPorts) -> int:
+    unknown = sorted(set(ports.workers) - set(DOMAINS))
+    if unknown:
+        raise ValueError(
+            f"no worker named {', '.join(unknown)}; known: {', '.join(sorted(DOMAINS))}"
+        )
     started = time.monotonic()
     home.mkdir(parents=True, exist_ok=True)
     secrets_ = dev_secrets(home)
@@ -142,8 +153,8 @@ def _supervisor(
 ) -> Supervisor:
     # Longer than a worker's 20 s graceful shutdown, so running activities can finish.
     supervisor = Supervisor(stop_timeout=30)
-    for offset, name in enumerate(sorted(DOMAINS), start=1):
-        worker_port = ports.api + 10 + offset
+    for place, name in enumerate(sorted(DOMAINS), start=1):
+        worker_port = ports.worker(name, place)
         supervisor.add(
             f"worker-{name}",
             [sys.executable, "-m", "adx_cli", "worker", name],

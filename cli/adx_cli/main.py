@@ -89,8 +89,21 @@ def token(tenant: str, user: str, roles: tuple[str, ...], ttl_seconds: int | Non
 @click.option("--ui-port", type=int, default=8233, show_default=True)
 @click.option("--postgres-port", type=int, default=55432, show_default=True)
 @click.option("--smtp-port", type=int, default=8025, show_default=True)
+@click.option(
+    "--worker-port",
+    "worker_ports",
+    multiple=True,
+    metavar="NAME=PORT",
+    help="A worker's HTTP port, such as files=8091 (default: API port + 10 + n).",
+)
 def dev(
-    home: str, api_port: int, temporal_port: int, ui_port: int, postgres_port: int, smtp_port: int
+    home: str,
+    api_port: int,
+    temporal_port: int,
+    ui_port: int,
+    postgres_port: int,
+    smtp_port: int,
+    worker_ports: tuple[str, ...],
 ) -> None:
     """Run the whole stack in the foreground: Temporal, PostgreSQL, workers and the API."""
     from pathlib import Path
@@ -103,5 +116,11 @@ def dev(
             "pip install 'adx-core[dev]', or run `make dev`"
         ) from None
 
-    ports = DevPorts(api_port, temporal_port, ui_port, postgres_port, smtp_port)
+    workers: dict[str, int] = {}
+    for item in worker_ports:
+        name, sep, port = item.partition("=")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise click.BadParameter(f"{item!r}: write NAME=PORT", param_hint="--worker-port")
+        workers[name] = int(port)
+    ports = DevPorts(api_port, temporal_port, ui_port, postgres_port, smtp_port, workers)
     raise SystemExit(run_dev(Path(home), ports))

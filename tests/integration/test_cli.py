@@ -48,6 +48,9 @@ def test_adx_dev_runs_the_stack_and_stops_cleanly(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "adx_cli", "dev", "--home", str(tmp_path / ".adx")]
     argv += ["--api-port", str(api), "--temporal-port", str(temporal)]
     argv += ["--ui-port", str(ui), "--postgres-port", str(pg), "--smtp-port", str(smtp)]
+    # Free ports of their own: API port + 10 + n may belong to another process here.
+    for name in ("files", "tenants", "users"):
+        argv += ["--worker-port", f"{name}={free_port()}"]
     process = subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
