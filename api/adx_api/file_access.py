@@ -10,16 +10,16 @@ see is a 404, never a 403, so ids cannot be probed.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from enum import IntEnum
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from adx_api.problems import ProblemError
 from adx_core.auth import Claims, Role
-from adx_core.contracts.files import FileStatus, PrincipalKind
-from adx_core.db.models import File, FilePermission, GroupMember, TenantRolePermission
+from adx_core.contracts.files import FileStatus
+from adx_core.db.file_grants import held_by
+from adx_core.db.models import File, FilePermission, TenantRolePermission
 
 
 class Access(IntEnum):
@@ -54,23 +54,10 @@ def is_tenant_admin(claims: Claims) -> bool:
     return claims.has_any(Role.TENANT_ADMIN)
 
 
-async def access_to(
-    session: AsyncSession, file_id: uuid.UUID, user_id: uuid.UUID, now: datetime | None = None
-) -> Access | None:
+async def access_to(session: AsyncSession, file_id: uuid.UUID, user_id: uuid.UUID) -> Access | None:
     """The best grant the user holds on the file, directly or through a group."""
-    now = now or datetime.now(UTC)
-    groups = select(GroupMember.group_id).where(GroupMember.user_id == user_id)
     roles = await session.scalars(
-        select(FilePermission.role).where(
-            FilePermission.file_id == file_id,
-            or_(FilePermission.expires_at.is_(None), FilePermission.expires_at > now),
-            or_(
-                (FilePermission.principal_kind == PrincipalKind.USER.value)
-                & (FilePermission.principal_id == user_id),
-                (FilePermission.principal_kind == PrincipalKind.GROUP.value)
-                & FilePermission.principal_id.in_(groups),
-            ),
-        )
+        select(FilePermission.role).where(FilePermission.file_id == file_id, held_by(user_id))
     )
     found = [_GRANT_ACCESS[role] for role in roles.all() if role in _GRANT_ACCESS]
     return max(found) if found else None

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import BodyPartReader, web
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, exists, or_, select
 
 from adx_api.file_access import (
     Access,
@@ -53,13 +53,13 @@ from adx_core.contracts import permissions
 from adx_core.contracts.files import (
     FILE_UPLOAD_WORKFLOW,
     FileStatus,
-    PrincipalKind,
     quarantine_prefix,
     upload_workflow_id,
 )
 from adx_core.contracts.storage import ObjectLocation
 from adx_core.db.engine import tenant_session
-from adx_core.db.models import File, FilePermission, GroupMember
+from adx_core.db.file_grants import held_by
+from adx_core.db.models import File, FilePermission
 
 # A deleted file is gone for its users; it stays on record only for usage history.
 _LISTED = frozenset({FileStatus.SCANNING.value, FileStatus.READY.value, FileStatus.REJECTED.value})
@@ -123,22 +123,10 @@ async def _multipart_file(request: web.Request) -> tuple[str, str, Any]:
     return name, declared, chunks()
 
 
-def _readable(claims_user: uuid.UUID) -> Any:
-    """Files the user holds a live grant on, directly or through a group."""
-    groups = select(GroupMember.group_id).where(GroupMember.user_id == claims_user)
-    return (File.created_by == claims_user) | exists().where(
-        FilePermission.file_id == File.id,
-        or_(FilePermission.expires_at.is_(None), FilePermission.expires_at > func.now()),
-        or_(
-            and_(
-                FilePermission.principal_kind == PrincipalKind.USER.value,
-                FilePermission.principal_id == claims_user,
-            ),
-            and_(
-                FilePermission.principal_kind == PrincipalKind.GROUP.value,
-                FilePermission.principal_id.in_(groups),
-            ),
-        ),
+def _readable(user_id: uuid.UUID) -> Any:
+    """Files the user uploaded or holds a live grant on."""
+    return (File.created_by == user_id) | exists().where(
+        FilePermission.file_id == File.id, held_by(user_id)
     )
 
 

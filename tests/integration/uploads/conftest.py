@@ -19,8 +19,9 @@ from adx_core.db.engine import Sessions
 from adx_core.settings import ScannerKind, Settings
 from adx_workers.files.worker import build_worker
 from adx_workers.resources import WorkerResources
-from tests.support.clamd import ClamdServer
+from tests.support.clamd import ClamdFactory, ClamdServer
 from tests.support.tenancy import SeededTenant, seed_tenant
+from tests.support.workers import files_worker_with
 
 Api = TestClient[web.Request, web.Application]
 
@@ -45,6 +46,21 @@ async def files_worker(
     worker = build_worker(temporal_client, resources, settings.task_queue("files"))
     async with worker:
         yield worker
+
+
+@pytest.fixture
+async def own_clamd(
+    settings: Settings,
+    temporal_client: Client,
+    resources: WorkerResources,
+    clamd_factory: ClamdFactory,
+) -> AsyncIterator[ClamdServer]:
+    """A clamd of this test's own and a files worker that scans with it, so the test may
+    stop it (the session's clamd serves every other test)."""
+    clamd = clamd_factory()
+    resources.settings = settings.model_copy(update={"clamd_address": clamd.address})
+    async with files_worker_with(temporal_client, resources, settings.task_queue("files"), []):
+        yield clamd
 
 
 @pytest.fixture
@@ -105,3 +121,24 @@ async def wait_for_step(client: Client, operation_id: str, step: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{operation_id} never reached {step}")
+
+
+async def held_at_the_scan(
+    api: Api,
+    client: Client,
+    headers: dict[str, str],
+    clamd: ClamdServer,
+    data: bytes,
+    *,
+    name: str = "held.txt",
+    content_type: str = "text/plain",
+) -> str:
+    """Stop clamd, upload ``data`` and wait until the upload waits at the scan; the
+    operation id."""
+    clamd.stop()
+    status, operation = await upload(
+        api, headers, data, name=name, content_type=content_type, wait=None
+    )
+    assert status == 202, operation
+    await wait_for_step(client, operation["id"], "virus_scan")
+    return str(operation["id"])

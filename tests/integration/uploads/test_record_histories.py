@@ -4,18 +4,23 @@ file_processing_workflow, and a cancel."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from temporalio.client import Client
 
 from adx_core.db.engine import Sessions
 from adx_core.scanning import eicar_bytes
 from adx_core.settings import Settings
 from adx_workers.resources import WorkerResources
-from tests.integration.uploads.conftest import Api, api_with, finished, upload, wait_for_step
+from tests.integration.uploads.conftest import (
+    Api,
+    api_with,
+    finished,
+    held_at_the_scan,
+    upload,
+)
 from tests.integration.uploads.test_upload import png
 from tests.integration.uploads.test_upload_failures import slow_thumbnails
 from tests.replay.test_replay import HISTORIES, recording
+from tests.support.clamd import ClamdServer
 from tests.support.tenancy import SeededTenant
 from tests.support.workers import files_worker_with
 
@@ -70,20 +75,11 @@ async def test_record_cancelled(
     settings: Settings,
     tenant: SeededTenant,
     temporal_client: Client,
-    resources: WorkerResources,
-    clamd_factory: Any,
+    own_clamd: ClamdServer,
 ) -> None:
-    clamd = clamd_factory()
-    resources.settings = settings.model_copy(update={"clamd_address": clamd.address})
-    worker = files_worker_with(temporal_client, resources, settings.task_queue("files"), [])
     alice = tenant.auth(settings, "alice")
-    async with worker:
-        clamd.stop()
-        _, started = await upload(
-            api, alice, b"words\n", name="w.txt", content_type="text/plain", wait=None
-        )
-        await wait_for_step(temporal_client, started["id"], "virus_scan")
-        await api.post(f"/v1/operations/{started['id']}/cancel", headers=alice)
-        done = await finished(api, alice, started["id"])
+    operation_id = await held_at_the_scan(api, temporal_client, alice, own_clamd, b"words\n")
+    await api.post(f"/v1/operations/{operation_id}/cancel", headers=alice)
+    done = await finished(api, alice, operation_id)
     assert done["status"] == "cancelled"
-    await _save(temporal_client, started["id"], "file_upload_workflow--cancelled")
+    await _save(temporal_client, operation_id, "file_upload_workflow--cancelled")

@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from adx_cli.devstack.net import free_port, is_http_ready
 from adx_core.settings import Settings
-from tests.integration.uploads.conftest import Api, finished, upload, wait_for_step
+from tests.integration.uploads.conftest import Api, finished, held_at_the_scan
 from tests.support.processes import start_worker
 from tests.support.tenancy import SeededTenant
 
@@ -45,13 +45,16 @@ async def test_a_sigkilled_worker_loses_no_acknowledged_upload(
     second: subprocess.Popen[bytes] | None = None
     try:
         await _ready(first_port)
-        clamd.stop()  # the upload waits at the scan, retrying
-        status, operation = await upload(
-            api, alice, data, name="kept.bin", content_type="application/octet-stream", wait=None
+        # The upload waits at the scan, retrying, while the worker is killed.
+        operation_id = await held_at_the_scan(
+            api,
+            temporal_client,
+            alice,
+            clamd,
+            data,
+            name="kept.bin",
+            content_type="application/octet-stream",
         )
-        assert status == 202
-        operation_id = operation["id"]
-        await wait_for_step(temporal_client, operation_id, "virus_scan")
         first.send_signal(signal.SIGKILL)
         assert await asyncio.to_thread(first.wait, 10) == -signal.SIGKILL
         clamd.start()

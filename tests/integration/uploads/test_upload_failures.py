@@ -4,7 +4,6 @@ after promotion, the user cancels. Nothing is lost and nothing unscanned is serv
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
@@ -25,11 +24,12 @@ from tests.integration.uploads.conftest import (
     Api,
     api_with,
     finished,
+    held_at_the_scan,
     step_of,
     upload,
-    wait_for_step,
 )
 from tests.integration.uploads.test_upload import listing, png
+from tests.support.clamd import ClamdServer
 from tests.support.tenancy import SeededTenant
 from tests.support.workers import files_worker_with
 
@@ -39,28 +39,17 @@ async def test_the_upload_waits_for_clamd_and_completes_when_it_is_back(
     settings: Settings,
     tenant: SeededTenant,
     temporal_client: Client,
-    resources: WorkerResources,
-    clamd_factory: Any,
+    own_clamd: ClamdServer,
 ) -> None:
-    clamd = clamd_factory()
-    resources.settings = settings.model_copy(update={"clamd_address": clamd.address})
-    worker = files_worker_with(temporal_client, resources, settings.task_queue("files"), [])
     alice = tenant.auth(settings, "alice")
-    async with worker:
-        clamd.stop()
-        status, operation = await upload(
-            api, alice, b"plain words\n", name="a.txt", content_type="text/plain", wait=None
-        )
-        assert status == 202
-        operation_id = operation["id"]
-        await wait_for_step(temporal_client, operation_id, "virus_scan")
-        # Retried, not skipped: it stays on the scan while clamd is away.
-        await asyncio.sleep(2.5)
-        assert await step_of(temporal_client, operation_id) == "virus_scan"
-        shown = await api.get(f"/v1/operations/{operation_id}", headers=alice)
-        assert (await shown.json())["status"] == "running"
-        clamd.start()
-        done = await finished(api, alice, operation_id)
+    operation_id = await held_at_the_scan(api, temporal_client, alice, own_clamd, b"plain words\n")
+    # Retried, not skipped: it stays on the scan while clamd is away.
+    await asyncio.sleep(2.5)
+    assert await step_of(temporal_client, operation_id) == "virus_scan"
+    shown = await api.get(f"/v1/operations/{operation_id}", headers=alice)
+    assert (await shown.json())["status"] == "running"
+    own_clamd.start()
+    done = await finished(api, alice, operation_id)
     assert done["status"] == "succeeded", done
     content = await api.get(f"/v1/files/{done['result']['file_id']}/content", headers=alice)
     assert await content.read() == b"plain words\n"
@@ -146,23 +135,13 @@ async def test_cancelling_an_upload_leaves_nothing(
     settings: Settings,
     tenant: SeededTenant,
     temporal_client: Client,
-    resources: WorkerResources,
-    clamd_factory: Any,
+    own_clamd: ClamdServer,
 ) -> None:
-    clamd = clamd_factory()
-    resources.settings = settings.model_copy(update={"clamd_address": clamd.address})
-    worker = files_worker_with(temporal_client, resources, settings.task_queue("files"), [])
     alice = tenant.auth(settings, "alice")
-    async with worker:
-        clamd.stop()  # holds the upload at the scan
-        _, operation = await upload(
-            api, alice, b"never mind\n", name="n.txt", content_type="text/plain", wait=None
-        )
-        operation_id = operation["id"]
-        await wait_for_step(temporal_client, operation_id, "virus_scan")
-        cancel = await api.post(f"/v1/operations/{operation_id}/cancel", headers=alice)
-        assert cancel.status == 202
-        done = await finished(api, alice, operation_id)
+    operation_id = await held_at_the_scan(api, temporal_client, alice, own_clamd, b"never mind\n")
+    cancel = await api.post(f"/v1/operations/{operation_id}/cancel", headers=alice)
+    assert cancel.status == 202
+    done = await finished(api, alice, operation_id)
     assert done["status"] == "cancelled", done
     file_id = operation_id.removeprefix("file-upload-")
     assert (await api.get(f"/v1/files/{file_id}", headers=alice)).status == 404

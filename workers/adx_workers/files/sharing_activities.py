@@ -37,6 +37,7 @@ from adx_core.contracts.files import (
     ValidateShareResult,
 )
 from adx_core.db.engine import Sessions, tenant_session
+from adx_core.db.file_grants import held_by
 from adx_core.db.models import (
     AuditEntry,
     File,
@@ -89,19 +90,12 @@ async def _may_share(
     )
     if role == Role.TENANT_ADMIN.value:
         return True
-    groups = select(GroupMember.group_id).where(GroupMember.user_id == user_id)
     held = await session.scalar(
         select(FilePermission.id)
         .where(
             FilePermission.file_id == file_id,
             FilePermission.role.in_(_MAY_SHARE),
-            or_(FilePermission.expires_at.is_(None), FilePermission.expires_at > func.now()),
-            or_(
-                (FilePermission.principal_kind == PrincipalKind.USER.value)
-                & (FilePermission.principal_id == user_id),
-                (FilePermission.principal_kind == PrincipalKind.GROUP.value)
-                & FilePermission.principal_id.in_(groups),
-            ),
+            held_by(user_id),
         )
         .limit(1)
     )
