@@ -155,7 +155,7 @@ async def clean_tables(owner_engine: AsyncEngine) -> None:
                 " tenant_usage, tenant_alerts, payments, auth_sessions, invitations,"
                 " notifications_sent, storage_migration_items, storage_migrations,"
                 " file_permissions, file_shares, group_members, groups, upload_parts,"
-                " upload_sessions, users"
+                " upload_sessions, idempotency_records, users"
                 " RESTART IDENTITY"
             )
         )

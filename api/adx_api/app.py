@@ -11,8 +11,13 @@ from temporalio.client import Client
 from temporalio.service import RetryConfig
 
 from adx_api import keys
+from adx_api.body_limits import body_limit_middleware
+from adx_api.cors import add_cors_headers, cors_middleware
+from adx_api.idempotency import idempotency_middleware, sweeper
 from adx_api.middleware import auth_middleware, context_middleware, problem_middleware
 from adx_api.openapi import openapi_json
+from adx_api.operation_watch import OperationWatches
+from adx_api.rate_limit import rate_limit_ctx, rate_limit_middleware
 from adx_api.routes import (
     codec,
     file_lifecycle,
@@ -27,6 +32,7 @@ from adx_api.routes import (
     uploads,
     users,
 )
+from adx_api.tokens import token_verifier_ctx
 from adx_core.db.engine import Sessions, create_engine, create_sessions
 from adx_core.metrics import temporal_runtime
 from adx_core.ops_http import add_ops_routes
@@ -54,14 +60,29 @@ def create_app(
     if settings.jwt_secret is None:
         raise ValueError("the API needs ADX_JWT_SECRET to check tokens")
     app = web.Application(
-        middlewares=[context_middleware, problem_middleware, auth_middleware],
-        # aiohttp refuses larger bodies itself (413) before a handler reads them.
+        middlewares=[
+            context_middleware,
+            problem_middleware,
+            cors_middleware,
+            body_limit_middleware,
+            auth_middleware,
+            rate_limit_middleware,  # after auth: it counts per tenant, from the claims
+            # Innermost: a request past the rate limit never reaches the key's record.
+            idempotency_middleware,
+        ],
+        # The default bound of request.read(); body_limits sets each route's own.
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings
+    # A signal, not a middleware: streams are prepared before a middleware sees them.
+    app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_temporal_ctx(settings, temporal))
     app.cleanup_ctx.append(_database_ctx(settings, sessions))
     app.cleanup_ctx.append(_storage_ctx(settings))
+    app.cleanup_ctx.append(token_verifier_ctx)
+    app.cleanup_ctx.append(rate_limit_ctx)
+    app.cleanup_ctx.append(_watches_ctx(settings))
+    app.cleanup_ctx.append(sweeper)  # purges expired Idempotency-Key records
 
     async def database() -> None:
         async with app[keys.SESSIONS]() as session:
@@ -102,6 +123,15 @@ def _storage_ctx(settings: Settings) -> CleanupContext:
         app[keys.STORES] = StorageRegistry(settings)
         yield
         await app[keys.STORES].close()
+
+    return ctx
+
+
+def _watches_ctx(settings: Settings) -> CleanupContext:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[keys.WATCHES] = OperationWatches(app[keys.TEMPORAL], settings.sse_fallback_poll_seconds)
+        yield
+        await app[keys.WATCHES].close()
 
     return ctx
 

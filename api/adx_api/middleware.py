@@ -12,11 +12,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from temporalio.service import RPCError
 
-from adx_api.keys import CLAIMS, CONTEXT, SESSIONS, SETTINGS
+from adx_api.keys import CLAIMS, CONTEXT, SESSIONS, TOKEN_VERIFIER
 from adx_api.problems import ProblemError, from_http_exception, problem_response
 from adx_api.routes.codec import CODEC_PATHS, cors_headers
 from adx_core import context
-from adx_core.auth import AuthError, verify_token
+from adx_core.auth import AuthError
 from adx_core.logging import get_logger
 from adx_core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from adx_core.sessions import session_is_active
@@ -33,6 +33,17 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 PUBLIC_PREFIXES = ("/s/",)
 # Paths whose routes handle a missing token themselves (a given token is still checked).
 OPTIONAL_AUTH_PATHS = CODEC_PATHS
+
+
+def _carries_stream_token(request: web.Request) -> bool:
+    """An EventSource cannot send Authorization: the events route checks the stream token
+    it carries in its query instead (adx_api.routes.operations.stream_claims)."""
+    return (
+        request.method == "GET"
+        and request.path.startswith("/v1/operations/")
+        and request.path.endswith("/events")
+        and "access_token" in request.query
+    )
 
 
 def _route_label(request: web.Request) -> str:
@@ -132,13 +143,21 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="adx"'}
-    if not header and request.path in OPTIONAL_AUTH_PATHS:
+    if not header and (request.path in OPTIONAL_AUTH_PATHS or _carries_stream_token(request)):
         return await handler(request)  # the route decides what an anonymous caller may do
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError(401, "unauthenticated", "a bearer token is required", headers=challenge)
     try:
-        claims = verify_token(request.app[SETTINGS], token.strip())
+        claims = await request.app[TOKEN_VERIFIER].verify(token.strip())
     except AuthError as err:
+        if err.kind == "keys_unavailable":  # not the token's fault: the caller may retry
+            raise ProblemError(
+                503,
+                "unavailable",
+                err.message,
+                headers={"Retry-After": str(err.retry_after or 5)},
+                reason=err.kind,
+            ) from None
         raise ProblemError(
             401,
             "unauthenticated",

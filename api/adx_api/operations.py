@@ -15,6 +15,7 @@ from typing import Any
 
 from temporalio.client import (
     Client,
+    WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -90,7 +91,12 @@ class Operation:
             "error": self.error,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
-            "links": {"self": href, "events": f"{href}/events", "cancel": f"{href}/cancel"},
+            "links": {
+                "self": href,
+                "events": f"{href}/events",
+                "cancel": f"{href}/cancel",
+                "result": f"{href}/result",
+            },
         }
 
 
@@ -107,7 +113,7 @@ def search_attributes(owner_tenant_id: str, correlation_id: str) -> TypedSearchA
     )
 
 
-def status_of(description: WorkflowExecutionDescription) -> str:
+def status_of(description: WorkflowExecution) -> str:
     if description.status is None:
         return "pending"
     return _STATUS.get(description.status, "running")
@@ -137,6 +143,17 @@ class Operations:
         if description.typed_search_attributes.get(search.TENANT_ID) != claims.tenant_id:
             raise ProblemError(404, "not-found", "no such operation")
         return handle, description
+
+    async def page(
+        self, query: str, limit: int, page_token: bytes | None
+    ) -> tuple[list[Operation], bytes | None]:
+        """One page of a visibility query, each execution as an operation. Visibility holds
+        status, step and percent; a result or an error needs ``get``."""
+        executions = self._client.list_workflows(query, page_size=limit, next_page_token=page_token)
+        await executions.fetch_next_page()
+        return [summary_of(execution) for execution in executions.current_page or ()], (
+            executions.next_page_token
+        )
 
     async def get(self, operation_id: str, claims: Claims) -> Operation:
         handle, description = await self.describe(operation_id, claims)
@@ -205,6 +222,26 @@ class Operations:
             "step": step,
             "code": "unknown",
         }
+
+
+def summary_of(execution: WorkflowExecution) -> Operation:
+    """An operation as visibility knows it: no result or error, and counters left out."""
+    status = status_of(execution)
+    attributes = execution.typed_search_attributes
+    step = attributes.get(search.STEP) or "pending"
+    if status == "running" and step == "pending":
+        status = "pending"
+    percent = 100 if status == "succeeded" else attributes.get(search.PERCENT) or 0
+    return Operation(
+        id=execution.id,
+        type=execution.workflow_type,
+        status=status,
+        progress={"step": step, "percent": percent, "counters": {}},
+        result=None,
+        error=None,
+        created_at=execution.start_time,
+        updated_at=execution.close_time or datetime.now(UTC),
+    )
 
 
 def describe_failure(cause: BaseException, step: str) -> dict[str, Any]:

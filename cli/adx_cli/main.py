@@ -6,6 +6,7 @@ import asyncio
 
 import click
 
+from adx_cli.ops import ops
 from adx_cli.runtime import run_role, settings_or_exit
 from adx_core.auth import Role, mint_token
 
@@ -13,6 +14,9 @@ from adx_core.auth import Role, mint_token
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """ADX Core: a Temporal-first backend fleet for tenants, users and files."""
+
+
+main.add_command(ops)
 
 
 @main.command()

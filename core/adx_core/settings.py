@@ -139,6 +139,17 @@ class Settings(BaseSettings):
     jwt_audience: str = "adx-api"
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+    # Tokens from an identity provider: its signing keys as a JWKS URL (fetched, cached and
+    # re-fetched when a token names an unknown key id, which is how rotation shows) and/or
+    # a JWKS file (a mounted Secret, re-read when it changes). Tokens ADX mints itself
+    # (``adx token``, tenant switches, stream tokens) stay HS256 under ADX_JWT_SECRET.
+    jwt_jwks_url: str | None = None
+    jwt_keys_file: Path | None = None
+    jwt_jwks_cache_seconds: int = Field(default=300, ge=5, le=86_400)
+    # The issuer of identity-provider tokens, when it differs from ADX_JWT_ISSUER.
+    jwt_external_issuer: str | None = None
+    # An EventSource cannot send Authorization; it gets a token for one operation's events.
+    stream_token_ttl_seconds: int = Field(default=300, ge=10, le=3600)
 
     # HTTP
     api_host: str = "127.0.0.1"
@@ -146,6 +157,19 @@ class Settings(BaseSettings):
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int = Field(default=8090, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Browser origins of the frontends allowed to call the API (CORS), comma-separated.
+    cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # Per-tenant request budget: this many requests per window, then 429 with Retry-After.
+    # Counted in Redis when ADX_REDIS_URL is set (shared by every API replica), else per
+    # process. 0 turns the limit off.
+    rate_limit_requests: int = Field(default=1200, ge=0, le=1_000_000)
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)
+    # How long a POST's Idempotency-Key keeps answering with the original result.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    # Server-Sent Events: the keep-alive comment interval, and how often an operation's
+    # shared watch re-checks a workflow when no history event has woken it.
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
+    sse_fallback_poll_seconds: float = Field(default=2.0, gt=0, le=60)
 
     # Storage. Each tenant lives under tenants/<tenant id>/ in the provider named by
     # ADX_STORAGE_PROVIDER (new tenants) or in the one its last migration moved it to.
@@ -267,7 +291,7 @@ class Settings(BaseSettings):
             return parse_codec_keys(value)
         return value
 
-    @field_validator("codec_allowed_origins", mode="before")
+    @field_validator("codec_allowed_origins", "cors_allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -367,6 +391,12 @@ class Settings(BaseSettings):
             )
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError("ADX_JWT_SECRET must be at least 32 characters")
+        if self.jwt_jwks_url:
+            if not self.jwt_jwks_url.startswith(("https://", "http://")):
+                raise ValueError("ADX_JWT_JWKS_URL must be an https:// (or http://) URL")
+            # Whoever alters the key set in transit can mint any identity: TLS in production.
+            if self.env is Environment.PRODUCTION and not self.jwt_jwks_url.startswith("https://"):
+                raise ValueError("ADX_JWT_JWKS_URL must use https:// in production")
         return self
 
     def _check_storage(self) -> None:

@@ -116,8 +116,8 @@ _SERVICE_ROWS = (
 )
 
 
-# One row per table of storage migrations and the file service; each refers to the
-# tenant's file (or the row before it) so the foreign keys hold.
+# One row per table of storage migrations, the file service and Idempotency-Key records;
+# each refers to the tenant's file (or the row before it) so the foreign keys hold.
 _FILE_SERVICE_ROWS = (
     "INSERT INTO storage_migrations (id, tenant_id, source, targets, prefix, delete_source,"
     " status) VALUES (CAST(:id AS uuid), CAST(:t AS uuid), 'local', '[\"s3\"]', '', false,"
@@ -141,6 +141,9 @@ _FILE_SERVICE_ROWS = (
     'INSERT INTO upload_parts (upload_id, "offset", tenant_id, size, sha256, key)'
     " SELECT id, 0, CAST(:t AS uuid), 1, md5(:k), :k FROM upload_sessions"
     " WHERE tenant_id = CAST(:t AS uuid)",
+    "INSERT INTO idempotency_records (tenant_id, user_id, key, attempt, method, route,"
+    " fingerprint, expires_at) VALUES (CAST(:t AS uuid), :u, :k, gen_random_uuid(), 'POST',"
+    " '/v1/groups', repeat('f', 64), now() + interval '1 hour')",
 )
 
 

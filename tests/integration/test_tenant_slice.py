@@ -81,7 +81,7 @@ async def test_create_tenant_end_to_end(
     assert location == f"/v1/operations/{operation['id']}"
     assert operation["type"] == "tenant_provisioning_workflow"
     assert operation["status"] in ("pending", "running")
-    assert set(operation["links"]) == {"self", "events", "cancel"}
+    assert set(operation["links"]) == {"self", "events", "cancel", "result"}
 
     final = await wait_for_status(api, admin, location)
     assert final["status"] == "succeeded", final

@@ -18,8 +18,8 @@ from temporalio.converter import PayloadCodec
 
 from adx_api.keys import CLAIMS, SETTINGS
 from adx_api.problems import ProblemError
-from adx_api.routes.common import require_role
-from adx_core.auth import Role
+from adx_api.routes.common import require_permission
+from adx_core.contracts.permissions import CODEC_USE
 from adx_core.settings import Environment
 from adx_core.temporal.client import data_converter
 from adx_core.temporal.codec import UnknownKeyError
@@ -39,7 +39,7 @@ def _codec(request: web.Request) -> PayloadCodec:
 def _authorise(request: web.Request) -> None:
     claims = request.get(CLAIMS)
     if claims is not None:
-        require_role(claims, Role.PLATFORM_ADMIN)
+        require_permission(claims, CODEC_USE)
         return
     settings = request.app[SETTINGS]
     if settings.env is Environment.DEVELOPMENT and request.remote in _LOOPBACK:

@@ -18,11 +18,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from adx_api.keys import SETTINGS, TEMPORAL, claims_of, context_of
-from adx_api.operations import Operation, Operations, search_attributes
+from adx_api.operations import TERMINAL, Operation, Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_core.auth import Claims, Role
 from adx_core.contracts import search
 from adx_core.contracts.billing import IDEMPOTENCY_KEY_PATTERN
+from adx_core.contracts.permissions import role_grants
 from adx_core.contracts.tenants import PLATFORM_TENANT_ID
 from adx_core.metrics import WORKFLOWS_STARTED
 
@@ -37,10 +38,17 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
     """Parse and validate a JSON body; errors name the field, never echo large input."""
     if request.content_type != "application/json":
         raise ProblemError(415, "unsupported-media-type", "send the body as application/json")
-    limit = request.app[SETTINGS].max_body_bytes
+    # The route's limit: adx_api.body_limits sets it as the request's client_max_size, the
+    # bound read() enforces on bodies without a Content-Length too.
+    limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise ProblemError(413, "payload-too-large", f"the body may be at most {limit} bytes")
-    raw = await request.read()  # client_max_size also bounds bodies without a length
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ProblemError(
+            413, "payload-too-large", f"the body may be at most {limit} bytes"
+        ) from None
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
@@ -61,11 +69,12 @@ async def read_json(request: web.Request, model: type[Model]) -> Model:
         ) from None
 
 
-def require_role(claims: Claims, *roles: Role) -> None:
-    if not claims.has_any(*roles):
-        raise ProblemError(
-            403, "forbidden", f"this needs one of the roles: {', '.join(r.value for r in roles)}"
-        )
+def require_permission(claims: Claims, permission: str) -> None:
+    """The caller's roles must grant ``permission`` (adx_core.contracts.permissions holds
+    the one table). File permissions, which a tenant may narrow, are checked against the
+    tenant's rows instead: adx_api.file_access.require_permission."""
+    if not role_grants(claims.roles, permission):
+        raise ProblemError(403, "forbidden", f"your role does not allow {permission}")
 
 
 def parse_uuid(value: str, what: str = "resource") -> uuid.UUID:
@@ -185,12 +194,12 @@ def idempotency_key(request: web.Request) -> str | None:
     return str(values[0])
 
 
-async def existing_operation(
-    request: web.Request, workflow_id: str, workflow_type: str
-) -> web.Response | None:
-    """The operation an earlier request with the same Idempotency-Key started, answered as
-    that request was (202, or 200 with ``Prefer: wait``); ``None`` if there is none."""
-    handle = request.app[TEMPORAL].get_workflow_handle(workflow_id)
+async def existing_operation(request: web.Request, workflow_id: str) -> web.Response | None:
+    """The operation an earlier request with the same Idempotency-Key started, as it is
+    now: 200 once it has ended, 202 before (``Prefer: wait`` applies as on a first
+    request); ``None`` if Temporal does not know it or it is another tenant's."""
+    client = request.app[TEMPORAL]
+    handle = client.get_workflow_handle(workflow_id)
     try:
         description = await handle.describe()
     except RPCError as err:
@@ -199,6 +208,12 @@ async def existing_operation(
         raise
     if description.typed_search_attributes.get(search.TENANT_ID) != claims_of(request).tenant_id:
         return None  # ids are derived from the caller's tenant: not reachable
-    return await operation_response(
-        request, Operations(request.app[TEMPORAL]), handle, workflow_type
+    operations = Operations(client)
+    if prefer_wait(request) is not None:
+        return await operation_response(request, operations, handle, description.workflow_type)
+    operation = await operations.build(handle, description)
+    return web.json_response(
+        operation.to_json(),
+        status=200 if operation.status in TERMINAL else 202,
+        headers={"Location": f"/v1/operations/{workflow_id}"},
     )

@@ -53,7 +53,8 @@ class ProcessingIn(BaseModel):
 async def reprocess_file(request: web.Request) -> web.Response:
     claims = claims_of(request)
     file_id = parse_uuid(request.match_info["id"], "file")
-    body = await read_json(request, ProcessingIn) if request.can_read_body else ProcessingIn()
+    # body_exists, not can_read_body: the Idempotency-Key fingerprint may have read it already.
+    body = await read_json(request, ProcessingIn) if request.body_exists else ProcessingIn()
     unknown = set(body.steps or ()) - set(PROCESSING_STEPS)
     if unknown:
         raise ProblemError(

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from sqlalchemy import Select, and_, exists, or_, select
 
 from adx_api.file_access import (
@@ -31,6 +32,7 @@ from adx_api.openapi_parts import (
     OPERATION_STARTED,
     PREFER,
     UUID_ID_PARAM,
+    WORKFLOW_EXTENSION,
     errors,
     json_response,
 )
@@ -74,7 +76,7 @@ async def upload_file(request: web.Request) -> web.Response:
     file_id = new_file_id(claims, key)
     if key is not None:
         workflow_id = upload_workflow_id(file_id)
-        earlier = await existing_operation(request, workflow_id, FILE_UPLOAD_WORKFLOW)
+        earlier = await existing_operation(request, workflow_id)
         if earlier is not None:
             return earlier
         await refuse_reused_id(request, file_id)
@@ -109,8 +111,11 @@ async def upload_file(request: web.Request) -> web.Response:
 async def _multipart_file(request: web.Request) -> tuple[str, str, Any]:
     """The part named ``file``: its name (``?name=`` wins over the part's filename), its
     type, and its bytes as a stream. Other parts before it are refused."""
-    reader = await request.multipart()
-    part = await reader.next()
+    try:
+        reader = await request.multipart()
+        part = await reader.next()
+    except (BadHttpMessage, ValueError):  # a part's headers or the boundary are broken
+        raise ProblemError(400, "malformed-body", "the multipart body is malformed") from None
     if not isinstance(part, BodyPartReader) or part.name != "file":
         raise ProblemError(400, "bad-request", "send one multipart part named 'file'")
     name = file_name(request.query.get("name") or part.filename)
@@ -302,10 +307,50 @@ async def file_thumbnail(request: web.Request) -> web.StreamResponse:
 
 
 _FILE_PARAM = {**UUID_ID_PARAM}
+_TIME = {"type": "string", "format": "date-time"}
+_FILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "name", "content_type", "size", "status", "created_at", "links"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "content_type": {"type": "string"},
+        "size": {"type": "integer", "minimum": 0},
+        "sha256": {"type": ["string", "null"]},
+        "status": {"enum": sorted(_LISTED)},
+        "owner_id": {"type": ["string", "null"], "format": "uuid"},
+        "processing": {"type": "object"},
+        "thumbnails": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["size", "href"],
+                "properties": {
+                    "size": {"type": "integer"},
+                    "width": {"type": "integer"},
+                    "height": {"type": "integer"},
+                    "content_type": {"type": "string"},
+                    "href": {"type": "string"},
+                },
+            },
+        },
+        "metadata": {"type": ["object", "null"]},
+        "analysis": {"type": ["object", "null"]},
+        "rejection": {"type": ["object", "string", "null"]},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+        "links": {
+            "type": "object",
+            "required": ["self"],
+            "properties": {"self": {"type": "string"}, "content": {"type": "string"}},
+        },
+    },
+}
 _UPLOAD = {
     "summary": "Upload a file (file_upload_workflow): a raw body with its Content-Type and "
     "?name=, or multipart/form-data with one part named 'file'",
     "operationId": "uploadFile",
+    WORKFLOW_EXTENSION: FILE_UPLOAD_WORKFLOW,
     "parameters": [
         PREFER,
         {"name": "name", "in": "query", "schema": {"type": "string", "maxLength": 255}},
@@ -356,7 +401,17 @@ OPENAPI_PATHS: dict[str, Any] = {
                 )
             ],
             "responses": {
-                "200": json_response("Files", {"type": "object"}),
+                "200": json_response(
+                    "A page of files",
+                    {
+                        "type": "object",
+                        "required": ["items", "next_cursor"],
+                        "properties": {
+                            "items": {"type": "array", "items": _FILE_SCHEMA},
+                            "next_cursor": {"type": ["string", "null"]},
+                        },
+                    },
+                ),
                 **errors(400, 401, 403),
             },
         },
@@ -367,7 +422,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "operationId": "getFile",
             "parameters": [_FILE_PARAM],
             "responses": {
-                "200": json_response("File", {"type": "object"}),
+                "200": json_response("The file", _FILE_SCHEMA),
                 **errors(401, 403, 404),
             },
         }

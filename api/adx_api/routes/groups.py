@@ -23,13 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from adx_api.keys import SESSIONS, claims_of, context_of
 from adx_api.openapi_parts import errors, json_body, json_response
 from adx_api.problems import ProblemError
-from adx_api.routes.common import parse_uuid, read_json, require_role
-from adx_core.auth import Role
+from adx_api.routes.common import parse_uuid, read_json, require_permission
+from adx_core.contracts.permissions import GROUPS_MANAGE
 from adx_core.db.engine import tenant_session
 from adx_core.db.models import AuditEntry, Group, GroupMember, Membership
 
 MAX_GROUPS_LISTED = 1000
-_ADMINS = (Role.TENANT_ADMIN, Role.PLATFORM_ADMIN)
 
 # Printable text without control characters; trimmed.
 GroupName = Annotated[
@@ -60,7 +59,7 @@ def _audit(
 
 async def create_group(request: web.Request) -> web.Response:
     claims = claims_of(request)
-    require_role(claims, *_ADMINS)
+    require_permission(claims, GROUPS_MANAGE)
     body = await read_json(request, GroupIn)
     tenant_id = uuid.UUID(claims.tenant_id)
     group_id = uuid.uuid4()
@@ -122,7 +121,7 @@ async def _group_and_member(
 
 async def add_member(request: web.Request) -> web.Response:
     claims = claims_of(request)
-    require_role(claims, *_ADMINS)
+    require_permission(claims, GROUPS_MANAGE)
     tenant_id = uuid.UUID(claims.tenant_id)
     async with tenant_session(request.app[SESSIONS], tenant_id) as session:
         group_id, user_id = await _group_and_member(session, tenant_id, request)
@@ -140,7 +139,7 @@ async def add_member(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     """Takes effect at once: a grant to the group no longer reaches the user."""
     claims = claims_of(request)
-    require_role(claims, *_ADMINS)
+    require_permission(claims, GROUPS_MANAGE)
     tenant_id = uuid.UUID(claims.tenant_id)
     async with tenant_session(request.app[SESSIONS], tenant_id) as session:
         group_id = parse_uuid(request.match_info["id"], "group")

@@ -306,9 +306,7 @@ async def create_share(request: web.Request) -> web.Response:
         else str(uuid.uuid4())
     )
     workflow_id = sharing_workflow_id(share_id)
-    if key is not None and (
-        existing := await existing_operation(request, workflow_id, FILE_SHARING_WORKFLOW)
-    ):
+    if key is not None and (existing := await existing_operation(request, workflow_id)):
         return existing
     share = await _share_request(body, claims.tenant_id, file_id, sharer, share_id)
     return await _start(request, share, workflow_id, key)
@@ -605,12 +603,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": {
-                    "description": "The file, as an attachment",
-                    "content": {
-                        "application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"}
-                        }
-                    },
+                    "description": "The file, as an attachment, with its own content type",
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                 },
                 **errors(401, 404, 410, 429, 503),
             },

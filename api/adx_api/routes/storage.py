@@ -22,11 +22,12 @@ from adx_api.openapi_parts import errors, json_response, workflow_post
 from adx_api.problems import ProblemError
 from adx_api.routes.common import (
     read_json,
-    require_role,
+    require_permission,
     start_operation,
     tenant_in_reach,
 )
-from adx_core.auth import Claims, Role
+from adx_core.auth import Claims
+from adx_core.contracts.permissions import STORAGE_MIGRATE
 from adx_core.contracts.storage import (
     FILE_MIGRATION_WORKFLOW,
     FILES_TASK_QUEUE,
@@ -104,7 +105,7 @@ async def _live_tenant(request: web.Request, tenant_id: uuid.UUID) -> Tenant:
 
 async def start_migration(request: web.Request) -> web.Response:
     claims = claims_of(request)
-    require_role(claims, Role.TENANT_ADMIN, Role.PLATFORM_ADMIN)
+    require_permission(claims, STORAGE_MIGRATE)
     body = await read_json(request, StorageMigrationIn)
     tenant_id = _subject(claims, body)
     tenant = await _live_tenant(request, tenant_id)
@@ -224,6 +225,24 @@ _START = workflow_post(
     415,
     422,
 )
+_MIGRATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "tenant_id", "source", "targets", "status", "created_at"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "tenant_id": {"type": "string", "format": "uuid"},
+        "source": {"type": "string"},
+        "targets": {"type": "array", "items": {"type": "string"}},
+        "target_used": {"type": ["string", "null"]},
+        "prefix": {"type": ["string", "null"]},
+        "delete_source": {"type": "boolean"},
+        "status": {"type": "string"},
+        "result": {"type": ["object", "null"]},
+        "failure": {"type": ["object", "string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
 _TENANT_QUERY = {
     "name": "tenant_id",
     "in": "query",
@@ -240,7 +259,14 @@ OPENAPI_PATHS: dict[str, Any] = {
             "operationId": "listStorageMigrations",
             "parameters": [_TENANT_QUERY],
             "responses": {
-                "200": json_response("Migrations", {"type": "object"}),
+                "200": json_response(
+                    "Migrations",
+                    {
+                        "type": "object",
+                        "required": ["items"],
+                        "properties": {"items": {"type": "array", "items": _MIGRATION_SCHEMA}},
+                    },
+                ),
                 **errors(401, 404),
             },
         },
@@ -251,7 +277,18 @@ OPENAPI_PATHS: dict[str, Any] = {
             "operationId": "listStorageProviders",
             "parameters": [_TENANT_QUERY],
             "responses": {
-                "200": json_response("Providers", {"type": "object"}),
+                "200": json_response(
+                    "Providers",
+                    {
+                        "type": "object",
+                        "required": ["configured", "default", "tenant"],
+                        "properties": {
+                            "configured": {"type": "array", "items": {"type": "string"}},
+                            "default": {"type": "string"},
+                            "tenant": {"type": ["string", "null"]},
+                        },
+                    },
+                ),
                 **errors(401, 404),
             },
         }

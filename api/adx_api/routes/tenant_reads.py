@@ -146,7 +146,60 @@ async def get_usage(request: web.Request) -> web.Response:
     )
 
 
-_TENANT_SCHEMA: dict[str, Any] = {"type": "object", "required": ["id", "slug", "status"]}
+_TIME = {"type": "string", "format": "date-time"}
+_TENANT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "slug", "display_name", "plan", "status", "quotas", "features"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "slug": {"type": "string"},
+        "display_name": {"type": "string"},
+        "plan": {"type": "string"},
+        "status": {"type": "string"},
+        "failure": {"type": ["object", "string", "null"]},
+        "settings": {"type": ["object", "null"]},
+        "quotas": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": ["integer", "null"]},
+        },
+        "features": {"type": "array", "items": {"type": "string"}},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+    },
+}
+# A platform admin's page holds tenants; anyone else's, their memberships.
+_TENANT_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "slug", "display_name", "status"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "slug": {"type": "string"},
+        "display_name": {"type": "string"},
+        "status": {"type": "string"},
+        "role": {"type": "string"},
+    },
+}
+_USAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["tenant_id", "plan", "sampled_at", "resources"],
+    "properties": {
+        "tenant_id": {"type": "string", "format": "uuid"},
+        "plan": {"type": "string"},
+        "sampled_at": {"type": ["string", "null"], "format": "date-time"},
+        "resources": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["used", "quota", "percent"],
+                "properties": {
+                    "used": {"type": ["integer", "null"]},
+                    "quota": {"type": ["integer", "null"]},
+                    "percent": {"type": ["number", "null"]},
+                },
+            },
+        },
+    },
+}
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/v1/tenants": {
@@ -167,7 +220,11 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "A page of tenants; `next` links the following page",
                     {
                         "type": "object",
-                        "properties": {"items": {"type": "array"}, "next": {"type": "string"}},
+                        "required": ["items"],
+                        "properties": {
+                            "items": {"type": "array", "items": _TENANT_ITEM_SCHEMA},
+                            "next": {"type": "string"},
+                        },
                     },
                 ),
                 **errors(400, 401),
@@ -188,7 +245,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "operationId": "getTenantUsage",
             "parameters": [UUID_ID_PARAM],
             "responses": {
-                "200": json_response("Usage per resource", {"type": "object"}),
+                "200": json_response("Usage per resource", _USAGE_SCHEMA),
                 **errors(401, 404),
             },
         }

@@ -19,11 +19,12 @@ from adx_api.routes.common import (
     is_platform_admin,
     operation_response,
     read_json,
-    require_role,
+    require_permission,
     start_operation,
     tenant_in_reach,
 )
-from adx_core.auth import Claims, Role
+from adx_core.auth import Claims
+from adx_core.contracts.permissions import TENANTS_CREATE, TENANTS_DELETE
 from adx_core.contracts.plans import QuotaOverrideError, QuotaOverrides, validate_overrides
 from adx_core.contracts.tenants import (
     PLATFORM_TENANT_ID,
@@ -128,7 +129,7 @@ async def start_provisioning(
 
 async def create_tenant(request: web.Request) -> web.Response:
     claims = claims_of(request)
-    require_role(claims, Role.PLATFORM_ADMIN)
+    require_permission(claims, TENANTS_CREATE)
     body = await read_json(request, CreateTenantIn)
     if body.slug in RESERVED_SLUGS:
         raise ProblemError(409, "conflict", f"the slug {body.slug!r} is reserved")
@@ -165,7 +166,8 @@ async def delete_tenant(request: web.Request) -> web.Response:
     One removal per tenant: a repeat while it runs answers with the same operation."""
     claims = claims_of(request)
     tenant_id = tenant_in_reach(claims, request.match_info["id"])
-    if not is_platform_admin(claims):
+    require_permission(claims, TENANTS_DELETE)
+    if not is_platform_admin(claims):  # and only from the platform tenant
         raise ProblemError(403, "forbidden", "only platform admins remove tenants")
     if str(tenant_id) == PLATFORM_TENANT_ID:
         raise ProblemError(409, "conflict", "the platform tenant cannot be removed")

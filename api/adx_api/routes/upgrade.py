@@ -32,10 +32,9 @@ from adx_api.routes.common import (
     operation_response,
     prefer_wait,
     read_json,
-    require_role,
+    require_permission,
     tenant_in_reach,
 )
-from adx_core.auth import Role
 from adx_core.contracts import search
 from adx_core.contracts.billing import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -43,6 +42,7 @@ from adx_core.contracts.billing import (
     TenantUpgradeRequest,
     upgrade_workflow_id,
 )
+from adx_core.contracts.permissions import BILLING_MANAGE
 from adx_core.contracts.plans import Plan
 from adx_core.contracts.tenants import TASK_QUEUE, TenantStatus
 from adx_core.db.engine import tenant_session
@@ -70,7 +70,7 @@ async def upgrade_tenant(request: web.Request) -> web.Response:
     claims = claims_of(request)
     tenant_uuid = tenant_in_reach(claims, request.match_info["id"])
     tenant_id = str(tenant_uuid)
-    require_role(claims, Role.TENANT_ADMIN, Role.PLATFORM_ADMIN)
+    require_permission(claims, BILLING_MANAGE)
     key = idempotency_key(request)
     body = await read_json(request, UpgradeTenantIn)
     async with tenant_session(request.app[SESSIONS], claims.tenant_id) as session:

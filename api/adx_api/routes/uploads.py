@@ -31,7 +31,7 @@ from sqlalchemy import delete, select, update
 
 from adx_api.file_access import caller_id
 from adx_api.keys import SESSIONS, SETTINGS, STORES, claims_of
-from adx_api.openapi_parts import errors, json_response
+from adx_api.openapi_parts import errors, header_ref, json_response
 from adx_api.problems import ProblemError
 from adx_api.routes.common import idempotency_key, parse_uuid
 from adx_api.uploading import (
@@ -373,6 +373,25 @@ async def tus_options(request: web.Request) -> web.Response:
     )
 
 
+_SESSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "file_id", "name", "length", "offset", "status", "expires_at", "links"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "file_id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"},
+        "content_type": {"type": ["string", "null"]},
+        "length": {"type": "integer", "minimum": 1},
+        "offset": {"type": "integer", "minimum": 0},
+        "status": {"type": "string"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "links": {
+            "type": "object",
+            "required": ["self"],
+            "properties": {"self": {"type": "string"}, "operation": {"type": "string"}},
+        },
+    },
+}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _TUS_HEADER = {"name": "Tus-Resumable", "in": "header", "schema": {"const": TUS_VERSION}}
 OPENAPI_PATHS: dict[str, Any] = {
@@ -388,15 +407,24 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "required": True,
                     "schema": {"type": "integer", "minimum": 1},
                 },
-                {"name": "Upload-Metadata", "in": "header", "schema": {"type": "string"}},
                 {
-                    "name": "Idempotency-Key",
+                    "name": "Upload-Metadata",
                     "in": "header",
-                    "schema": {"type": "string", "maxLength": 200},
+                    "description": "tus: `key base64value` pairs; `filename` and `filetype`",
+                    "schema": {"type": "string", "maxLength": 4096},
+                },
+                {
+                    "name": "name",
+                    "in": "query",
+                    "description": "The file's name, unless Upload-Metadata gives `filename`",
+                    "schema": {"type": "string", "maxLength": 255},
                 },
             ],
             "responses": {
-                "201": json_response("The upload session; Location names it", {"type": "object"}),
+                "201": {
+                    **json_response("The upload session; Location names it", _SESSION_SCHEMA),
+                    "headers": {"Location": header_ref("Location")},
+                },
                 **errors(400, 401, 403, 404, 409, 413, 415, 422),
             },
         },
@@ -448,7 +476,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "operationId": "getUpload",
             "parameters": [_ID],
             "responses": {
-                "200": json_response("The session", {"type": "object"}),
+                "200": json_response("The session", _SESSION_SCHEMA),
                 **errors(401, 404),
             },
         },

@@ -27,6 +27,7 @@ from adx_api.openapi_parts import (
     OPERATION_STARTED,
     PREFER,
     UUID_ID_PARAM,
+    WORKFLOW_EXTENSION,
     errors,
     json_body,
     json_response,
@@ -40,11 +41,12 @@ from adx_api.routes.common import (
     parse_uuid,
     prefer_wait,
     read_json,
-    require_role,
+    require_permission,
     start_operation,
 )
 from adx_api.routes.tenants import Email, Slug, Text200
-from adx_core.auth import Claims, Role
+from adx_core.auth import Claims
+from adx_core.contracts.permissions import USERS_MANAGE
 from adx_core.contracts.users import (
     ACCESS_DENIED,
     ADMIN_ROLE,
@@ -75,7 +77,6 @@ UserStatusIn = Literal["active", "disabled"]
 # in the answer. ``Prefer: wait=N`` changes it.
 SWITCH_WAIT_SECONDS = 10
 # Printable ASCII without spaces: keys end up (digested) in workflow ids and logs.
-_ADMINS = (Role.TENANT_ADMIN, Role.PLATFORM_ADMIN)
 
 
 class OnboardUserIn(BaseModel):
@@ -215,14 +216,12 @@ async def get_me(request: web.Request) -> web.Response:
 
 async def create_user(request: web.Request) -> web.Response:
     claims = claims_of(request)
-    require_role(claims, *_ADMINS)
+    require_permission(claims, USERS_MANAGE)
     key = idempotency_key(request)
     body = await read_json(request, OnboardUserIn)
     tenant_id = claims.tenant_id
     workflow_id = onboarding_workflow_id(tenant_id, body.email, key)
-    if key is not None and (
-        existing := await existing_operation(request, workflow_id, USER_ONBOARDING_WORKFLOW)
-    ):
+    if key is not None and (existing := await existing_operation(request, workflow_id)):
         return existing
     async with tenant_session(request.app[SESSIONS], tenant_id) as session:
         existing = await session.scalar(
@@ -290,7 +289,7 @@ async def _start_update(request: web.Request, change: UserUpdateRequest) -> web.
 
 async def update_user(request: web.Request) -> web.Response:
     claims = claims_of(request)
-    require_role(claims, *_ADMINS)
+    require_permission(claims, USERS_MANAGE)
     user_id = parse_uuid(request.match_info["id"], "user")
     body = await read_json(request, UpdateUserIn)
     change = UserUpdateRequest(
@@ -306,7 +305,7 @@ async def update_user(request: web.Request) -> web.Response:
 
 async def remove_user(request: web.Request) -> web.Response:
     claims = claims_of(request)
-    require_role(claims, *_ADMINS)
+    require_permission(claims, USERS_MANAGE)
     user_id = parse_uuid(request.match_info["id"], "user")
     change = UserUpdateRequest(
         tenant_id=claims.tenant_id, user_id=str(user_id), requested_by=claims.user_id, remove=True
@@ -550,6 +549,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Switch the active tenant (tenant_switch_workflow) and get a token for "
             "it; waits up to 10 s (or Prefer: wait=N), else answers 202 with the operation",
             "operationId": "switchTenant",
+            WORKFLOW_EXTENSION: TENANT_SWITCH_WORKFLOW,
             "parameters": [PREFER],
             "requestBody": json_body("SwitchTenantIn"),
             "responses": {

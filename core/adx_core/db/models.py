@@ -18,6 +18,8 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
+    SmallInteger,
     String,
     Text,
     func,
@@ -358,6 +360,7 @@ TENANT_TABLES = (
     "file_permissions",
     "upload_sessions",
     "upload_parts",
+    "idempotency_records",
 )
 
 
@@ -395,3 +398,25 @@ class StorageMigrationItem(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     created: Mapped[bool]
     state: Mapped[str] = mapped_column(String(16))
+
+
+class IdempotencyRecord(Base):
+    """A POST's Idempotency-Key (per tenant and user): the first request's fingerprint and,
+    once it answered 2xx, its response (``status`` is NULL while it runs). See
+    adx_api.idempotency."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (Index("ix_idempotency_records_expires", "expires_at"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    attempt: Mapped[uuid.UUID]
+    method: Mapped[str] = mapped_column(String(10))
+    route: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(SmallInteger)
+    headers: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]

@@ -1,0 +1,303 @@
+"""One upstream watch per operation, shared by every SSE subscriber in this API process.
+
+A thousand browsers following fifty operations must not each poll Temporal. The first
+subscriber to an operation starts its watch; later ones attach to it and read from its
+event log. The watch is driven by Temporal itself rather than by a timer: it follows the
+workflow's history with a long poll (``wait_new_event``), and each time the workflow
+completes a workflow task (the only moment its progress can change) it asks the
+workflow's ``progress`` query for the events after the last one it has. A slow fallback
+poll covers a lost long poll. When the execution closes, one last query collects the
+remaining events and the watch appends the final ``completed``, ``failed`` or
+``cancelled`` event, whose id is one past the last progress event.
+
+Event ids are the workflow's own sequence numbers, so every API process (and every
+reconnect) numbers the same event the same way: ``Last-Event-ID`` resumes exactly.
+Watches without subscribers linger briefly, so that a reconnect finds them, then stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+
+from adx_api.operations import Operations
+from adx_api.problems import ProblemError
+from adx_core.auth import Claims
+from adx_core.contracts import search
+from adx_core.contracts.progress import EventKind, ProgressEvent
+from adx_core.logging import get_logger
+
+log = get_logger(__name__)
+
+# How long a watch nobody follows is kept, so a reconnecting client resumes from memory.
+LINGER_SECONDS = 10.0
+# Backoff after an upstream error (Temporal away): the watch keeps trying.
+_RETRY_SECONDS = 1.0
+
+_FINAL_EVENT = {"succeeded": "completed", "failed": "failed", "cancelled": "cancelled"}
+_CLOSED = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+    }
+)
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    id: int
+    kind: str
+    # Encoded once, sent to every subscriber as is.
+    data: str
+
+
+class OperationWatch:
+    """The event log of one operation, kept up to date while anyone follows it."""
+
+    def __init__(
+        self, operations: Operations, handle: WorkflowHandle[Any, Any], tenant_id: str, poll: float
+    ) -> None:
+        self.operation_id = handle.id
+        self.tenant_id = tenant_id
+        self._operations = operations
+        self._handle = handle
+        self._poll = poll
+        self._events: list[SseEvent] = []
+        self._ids: list[int] = []
+        self._last_seq = 0
+        self._started: dict[str, datetime] = {}
+        self.final: SseEvent | None = None
+        self._changed = asyncio.Event()
+        self._nudge = asyncio.Event()
+        self._closed = False
+        self.subscribers = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"watch {self.operation_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def signal(self) -> asyncio.Event:
+        """Set at the next change. Take it *before* reading, so no change is missed."""
+        return self._changed
+
+    def events_after(self, after: int) -> list[SseEvent]:
+        return self._events[bisect.bisect_right(self._ids, after) :]
+
+    @property
+    def finished(self) -> bool:
+        return self.final is not None
+
+    # The upstream side.
+
+    async def _run(self) -> None:
+        follower = asyncio.create_task(self._follow_history())
+        try:
+            while True:
+                try:
+                    closed = self._closed  # read first: a query after close holds everything
+                    answered = await self._refresh()
+                    if closed:
+                        await self._finish()
+                        return
+                except Exception as err:  # Temporal away, or a bug: keep the stream alive
+                    log.warning("operation watch: upstream error", error=type(err).__name__)
+                    await asyncio.sleep(_RETRY_SECONDS)
+                    continue
+                # Sleep until the workflow moves. Without a nudge, only an unanswered query
+                # (no worker replied in time) or a dead follower is a reason to look again.
+                while not await self._nudged(self._poll) and answered:
+                    if follower.done():
+                        follower = asyncio.create_task(self._follow_history())
+                        break
+        finally:
+            follower.cancel()
+
+    async def _nudged(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._nudge.wait(), seconds)
+        except TimeoutError:
+            return False
+        self._nudge.clear()
+        return True
+
+    async def _follow_history(self) -> None:
+        """Wake the watch whenever the workflow completes a task, and note its close."""
+        while not self._closed:
+            try:
+                history = self._handle.fetch_history_events(wait_new_event=True, skip_archival=True)
+                async for event in history:
+                    if event.event_type in _CLOSED:
+                        self._closed = True
+                    if event.event_type in (
+                        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+                        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+                        *_CLOSED,
+                    ):
+                        self._nudge.set()
+            except RPCError:
+                await asyncio.sleep(_RETRY_SECONDS)
+                self._nudge.set()  # events may have been missed while it was down
+            # A run that continued as new ends its history; follow the new run.
+
+    async def _refresh(self) -> bool:
+        """Append the events after the last one; ``False`` if the query went unanswered."""
+        snapshot = await self._operations.progress(self._handle, self._last_seq)
+        if snapshot is None:
+            return False
+        fresh = [event for event in snapshot.events if event.seq > self._last_seq]
+        for event in fresh:
+            self._append(event.seq, *self._encode(event))
+        self._last_seq = max(self._last_seq, snapshot.last_seq)
+        if fresh:
+            self._announce()
+        return True
+
+    async def _finish(self) -> None:
+        description = await self._handle.describe()
+        operation = await self._operations.build(self._handle, description)
+        kind = _FINAL_EVENT.get(operation.status, "failed")
+        self.final = SseEvent(self._last_seq + 1, kind, json.dumps(operation.to_json()))
+        self._events.append(self.final)
+        self._ids.append(self.final.id)
+        self._announce()
+
+    def _append(self, seq: int, kind: str, data: str) -> None:
+        self._events.append(SseEvent(seq, kind, data))
+        self._ids.append(seq)
+
+    def _announce(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _encode(self, event: ProgressEvent) -> tuple[str, str]:
+        if event.kind is EventKind.PROGRESS:
+            return "progress", json.dumps(
+                {
+                    "phase": event.kind.value,
+                    "step": event.step,
+                    "percent": event.percent,
+                    "counters": event.counters,
+                    "at": event.at.isoformat(),
+                }
+            )
+        duration_ms: int | None = None
+        if event.kind is EventKind.STEP_STARTED:
+            self._started[event.step] = event.at
+        elif event.kind in (EventKind.STEP_FINISHED, EventKind.STEP_FAILED):
+            began = self._started.get(event.step)
+            if began is not None:
+                duration_ms = round((event.at - began).total_seconds() * 1000)
+        return "step", json.dumps(
+            {
+                "step": event.step,
+                # The workflow's own event kind: step_started, step_finished, step_failed,
+                # compensating or compensation_failed.
+                "phase": event.kind.value,
+                "percent": event.percent,
+                "counters": event.counters,
+                "detail": event.detail,
+                "at": event.at.isoformat(),
+                "duration_ms": duration_ms,
+            }
+        )
+
+
+class OperationWatches:
+    """Every watch of this process, by operation id."""
+
+    def __init__(self, client: Client, poll_seconds: float) -> None:
+        self._operations = Operations(client)
+        self._poll = poll_seconds
+        self._watches: dict[str, OperationWatch] = {}
+        self._starting: dict[str, asyncio.Future[OperationWatch]] = {}
+        self._reapers: dict[str, asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._watches)
+
+    async def watch(self, operation_id: str, claims: Claims) -> OperationWatch:
+        """The operation's watch, started if needed. Another tenant's operation is a 404,
+        as on every operations route; an existing watch answers that without an RPC."""
+        watch = self._watches.get(operation_id)
+        if watch is None:
+            watch = await self._start(operation_id, claims)
+        if watch.tenant_id != claims.tenant_id:
+            raise ProblemError(404, "not-found", "no such operation")
+        return watch
+
+    async def _start(self, operation_id: str, claims: Claims) -> OperationWatch:
+        # Subscribers arriving together share one describe and one watch.
+        pending = self._starting.get(operation_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[OperationWatch] = asyncio.get_running_loop().create_future()
+        self._starting[operation_id] = future
+        try:
+            handle, description = await self._operations.describe(operation_id, claims)
+            tenant = description.typed_search_attributes.get(search.TENANT_ID) or ""
+            watch = OperationWatch(self._operations, handle, tenant, self._poll)
+            watch.start()
+            self._watches[operation_id] = watch
+            self._schedule_reap(watch)  # stops it if its first subscriber never attaches
+            future.set_result(watch)
+            return watch
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        finally:
+            del self._starting[operation_id]
+
+    @contextlib.asynccontextmanager
+    async def subscribed(self, watch: OperationWatch) -> AsyncIterator[OperationWatch]:
+        watch.subscribers += 1
+        reaper = self._reapers.pop(watch.operation_id, None)
+        if reaper is not None:
+            reaper.cancel()
+        try:
+            yield watch
+        finally:
+            watch.subscribers -= 1
+            if watch.subscribers == 0:
+                self._schedule_reap(watch)
+
+    def _schedule_reap(self, watch: OperationWatch) -> None:
+        loop = asyncio.get_running_loop()
+        old = self._reapers.pop(watch.operation_id, None)
+        if old is not None:
+            old.cancel()
+        self._reapers[watch.operation_id] = loop.call_later(
+            LINGER_SECONDS, lambda: asyncio.ensure_future(self._reap(watch))
+        )
+
+    async def _reap(self, watch: OperationWatch) -> None:
+        self._reapers.pop(watch.operation_id, None)
+        if watch.subscribers == 0 and self._watches.get(watch.operation_id) is watch:
+            del self._watches[watch.operation_id]
+            await watch.stop()
+
+    async def close(self) -> None:
+        for reaper in self._reapers.values():
+            reaper.cancel()
+        self._reapers.clear()
+        watches, self._watches = list(self._watches.values()), {}
+        await asyncio.gather(*(watch.stop() for watch in watches))

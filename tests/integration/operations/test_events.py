@@ -1,0 +1,207 @@
+"""Progress as Server-Sent Events: resumable mid-stream, kept alive, shared by many
+subscribers through one upstream watch, and openable by a browser with a stream token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from temporalio.client import Client as TemporalClient
+from temporalio.worker import Worker
+
+from adx_api import operation_watch
+from adx_api.app import create_app
+from adx_api.keys import WATCHES
+from adx_api.stream_tokens import AUDIENCE
+from adx_core.db.engine import Sessions
+from adx_core.settings import Settings
+from adx_workers.resources import WorkerResources
+from tests.conftest import TokenFactory
+from tests.integration.operations.conftest import Client, slow_activation, start_tenant
+from tests.integration.test_tenant_slice import auth, read_events, wait_for_step
+from tests.support.workers import WorkerFactory
+
+Event = tuple[str, str, dict[str, Any]]
+
+
+async def _events(response: Any, count: int | None = None) -> AsyncIterator[Event]:
+    """Parse an event stream as it arrives; stop after ``count`` events if given."""
+    current: dict[str, str] = {}
+    seen = 0
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith(":"):
+            continue
+        if line:
+            key, _, value = line.partition(": ")
+            current[key] = value
+            continue
+        if "data" in current:
+            yield (
+                current.get("id", ""),
+                current.get("event", "message"),
+                json.loads(current["data"]),
+            )
+            seen += 1
+            if count is not None and seen >= count:
+                return
+        current = {}
+
+
+async def _first(response: Any, count: int) -> list[Event]:
+    return [event async for event in _events(response, count)]
+
+
+@pytest.fixture
+async def quick_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(operation_watch, "LINGER_SECONDS", 0.3)
+
+
+async def test_a_reconnect_mid_stream_resumes_without_loss_or_duplicates(
+    api: Client, token: TokenFactory, worker_with: WorkerFactory, resources: WorkerResources
+) -> None:
+    admin = token()
+    async with worker_with(slow_activation(resources, 2)):
+        operation = await start_tenant(api, admin)
+        events_url = operation["links"]["events"]
+        stream = await api.get(events_url, headers=auth(admin))
+        before = await _first(stream, 5)
+        stream.close()  # the connection drops in the middle of the run
+        shown = await (await api.get(operation["links"]["self"], headers=auth(admin))).json()
+        assert shown["status"] in ("pending", "running")
+        resumed = await api.get(events_url, headers={**auth(admin), "Last-Event-ID": before[-1][0]})
+        after = await asyncio.wait_for(read_events(resumed), 30)
+    # Everything, once, in order: exactly what one uninterrupted stream gives.
+    whole = await asyncio.wait_for(read_events(await api.get(events_url, headers=auth(admin))), 30)
+    assert before + after == whole
+    ids = [int(event_id) for event_id, _, _ in whole]
+    assert ids == list(range(1, len(ids) + 1))
+    assert whole[-1][1] == "completed"
+    finished = [data for _, kind, data in whole if data.get("phase") == "step_finished"]
+    assert all(isinstance(data["duration_ms"], int) for data in finished)
+    (activation,) = [data for data in finished if data["step"] == "activate_tenant"]
+    assert activation["duration_ms"] >= 1900
+
+
+async def test_keep_alive_comments_while_a_step_runs(
+    settings: Settings,
+    temporal_client: TemporalClient,
+    sessions: Sessions,
+    token: TokenFactory,
+    worker_with: WorkerFactory,
+    resources: WorkerResources,
+) -> None:
+    quick = settings.model_copy(update={"sse_keepalive_seconds": 0.3})
+    app = create_app(quick, temporal=temporal_client, sessions=sessions)
+    admin = token()
+    async with TestClient(TestServer(app)) as api, worker_with(slow_activation(resources, 3)):
+        operation = await start_tenant(api, admin)
+        await wait_for_step(api, admin, operation["links"]["self"], "activate_tenant")
+        stream = await api.get(operation["links"]["events"], headers=auth(admin))
+        lines: list[str] = []
+        async for raw in stream.content:
+            lines.append(raw.decode().rstrip("\r\n"))
+        assert lines.count(": ping") >= 3
+        assert "event: completed" in lines
+
+
+async def test_many_subscribers_share_one_upstream_watch(
+    api: Client,
+    token: TokenFactory,
+    worker_with: WorkerFactory,
+    resources: WorkerResources,
+    quick_reaper: None,
+) -> None:
+    admin = token()
+    watches = api.app[WATCHES]
+    async with worker_with(slow_activation(resources, 2)):
+        operation = await start_tenant(api, admin)
+        streams = await asyncio.gather(
+            *(api.get(operation["links"]["events"], headers=auth(admin)) for _ in range(25))
+        )
+        assert all(stream.status == 200 for stream in streams)
+        assert len(watches) == 1
+        received = await asyncio.wait_for(
+            asyncio.gather(*(read_events(stream) for stream in streams)), 30
+        )
+    assert all(events == received[0] for events in received)
+    assert received[0][-1][1] == "completed"
+    await asyncio.sleep(1)  # the reaper runs 0.3 s after the last subscriber leaves
+    assert len(watches) == 0  # nobody follows it any more: the watch has stopped
+
+
+async def test_a_stream_token_opens_one_operations_events_and_nothing_else(
+    api: Client, token: TokenFactory, tenants_worker: Worker, settings: Settings
+) -> None:
+    admin = token()
+    first = await start_tenant(api, admin)
+    other = await start_tenant(api, admin)
+    issued = await api.post(f"{first['links']['self']}/stream-token", headers=auth(admin))
+    assert issued.status == 201, await issued.text()
+    assert issued.headers["Cache-Control"] == "no-store"
+    body = await issued.json()
+    assert body["events_url"].startswith(f"{first['links']['events']}?access_token=")
+
+    # An EventSource sends no Authorization header: the token in the URL is enough.
+    stream = await api.get(body["events_url"])
+    assert stream.status == 200
+    events = await asyncio.wait_for(read_events(stream), 30)
+    assert events[-1][1] == "completed"
+
+    expired = _stream_token(settings, first["id"], -60)
+    forged = _stream_token(settings, first["id"], 60, "x" * 40)
+    refused = [
+        # For another operation.
+        f"{other['links']['events']}?access_token={body['token']}",
+        # On another route.
+        f"{first['links']['self']}?access_token={body['token']}",
+        # Expired, and forged with another key.
+        f"{first['links']['events']}?access_token={expired}",
+        f"{first['links']['events']}?access_token={forged}",
+        f"{first['links']['events']}?access_token=",
+        f"{first['links']['events']}?access_token=not.a.token",
+    ]
+    for url in refused:
+        response = await api.get(url)
+        assert response.status == 401, url
+        assert response.content_type == "application/problem+json"
+    # Nor is it a bearer token.
+    as_bearer = await api.get(first["links"]["self"], headers=auth(body["token"]))
+    assert as_bearer.status == 401
+
+
+def _stream_token(
+    settings: Settings, operation_id: str, ttl: int, secret: str | None = None
+) -> str:
+    now = int(time.time())
+    assert settings.jwt_secret is not None
+    return jwt.encode(
+        {
+            "iss": settings.jwt_issuer,
+            "aud": AUDIENCE,
+            "sub": str(uuid.uuid4()),
+            "tenant_id": "00000000-0000-4000-8000-000000000000",
+            "roles": ["platform-admin"],
+            "op": operation_id,
+            "iat": now - 120,
+            "exp": now + ttl,
+        },
+        secret or settings.jwt_secret.get_secret_value(),
+        algorithm="HS256",
+    )
+
+
+async def test_unknown_foreign_and_malformed_streams_are_404_before_streaming(
+    api: Client, token: TokenFactory
+) -> None:
+    for operation_id in ("tenant-provisioning-nope", "X", "a" * 200, "../../etc"):
+        response = await api.get(f"/v1/operations/{operation_id}/events", headers=auth(token()))
+        assert response.status == 404
+        assert response.content_type == "application/problem+json"
