@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from temporalio.service import RPCError
 
 from adx_api.keys import CLAIMS, CONTEXT, SESSIONS, TOKEN_VERIFIER
-from adx_api.problems import ProblemError, from_http_exception, problem_response
+from adx_api.problems import ProblemError, from_http_exception, invalid_token, problem_response
 from adx_api.routes.codec import CODEC_PATHS, cors_headers
 from adx_core import context
 from adx_core.auth import AuthError
@@ -158,25 +158,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 headers={"Retry-After": str(err.retry_after or 5)},
                 reason=err.kind,
             ) from None
-        raise ProblemError(
-            401,
-            "unauthenticated",
-            err.message,
-            headers={"WWW-Authenticate": 'Bearer realm="adx", error="invalid_token"'},
-            reason=err.kind,
-        ) from None
+        raise invalid_token(err.message, err.kind) from None
     # A session token (one with ``sid``) dies with its session: a user removed from the
     # tenant, demoted or disabled loses it at once, not when it expires.
     if claims.session_id is not None and not await session_is_active(
         request.app[SESSIONS], claims.tenant_id, claims.session_id
     ):
-        raise ProblemError(
-            401,
-            "unauthenticated",
-            "the session has ended",
-            headers={"WWW-Authenticate": 'Bearer realm="adx", error="invalid_token"'},
-            reason="revoked",
-        )
+        raise invalid_token("the session has ended", "revoked")
     request[CLAIMS] = claims
     ctx = context.AuthContext(
         correlation_id=request[CONTEXT].correlation_id,

@@ -38,6 +38,7 @@ from adx_api.routes import (
     uploads,
     users,
 )
+from adx_core.contracts.progress import EventKind
 
 # Route modules that describe their own paths and request models.
 ROUTE_MODULES = (
@@ -203,7 +204,7 @@ def _operations_paths() -> dict[str, Any]:
                         "A page of operations",
                         {"$ref": "#/components/schemas/OperationList"},
                     ),
-                    **errors(400),
+                    **errors(400, 403),
                 },
             }
         },
@@ -215,7 +216,7 @@ def _operations_paths() -> dict[str, Any]:
                 "parameters": [_ID_PARAM],
                 "responses": {
                     "200": json_response("The operation", operation),
-                    **errors(404),
+                    **errors(403, 404),
                 },
             }
         },
@@ -232,7 +233,7 @@ def _operations_paths() -> dict[str, Any]:
                         "headers": {"Preference-Applied": parts.header_ref("PreferenceApplied")},
                         "content": {"application/json": {"schema": {}}},
                     },
-                    "404": problem(404),
+                    **errors(403, 404),
                     "409": {
                         "description": "Not finished (`Retry-After` says when to ask again), "
                         "or failed or cancelled (the operation's error problem)",
@@ -256,7 +257,10 @@ def _operations_paths() -> dict[str, Any]:
                     "200": OPERATION,
                     "202": {
                         **json_response("Cancelling: the operation", operation),
-                        "headers": {"Location": parts.header_ref("OperationLocation")},
+                        "headers": {
+                            "Location": parts.header_ref("OperationLocation"),
+                            "Preference-Applied": parts.header_ref("PreferenceApplied"),
+                        },
                     },
                     **errors(403, 404, 409),
                 },
@@ -273,7 +277,7 @@ def _operations_paths() -> dict[str, Any]:
                         "The token and the events URL that carries it",
                         {"$ref": "#/components/schemas/StreamToken"},
                     ),
-                    **errors(404),
+                    **errors(403, 404),
                 },
             }
         },
@@ -282,8 +286,9 @@ def _operations_paths() -> dict[str, Any]:
                 "summary": "Progress as Server-Sent Events: `step` and `progress` events, "
                 "then one `completed`, `failed` or `cancelled` with the final operation; "
                 "the stream then closes. Every event has an `id`: reconnect with "
-                "`Last-Event-ID` to resume without loss or duplicates. A `: ping` comment "
-                "keeps the connection alive",
+                "`Last-Event-ID` to resume without loss or duplicates. The stream opens with "
+                "a `retry:` (spread over 1-2 s, so that clients do not all reconnect at "
+                "once), and a `: ping` comment keeps the connection alive",
                 "operationId": "streamOperationEvents",
                 "security": [{"bearer": []}, {"streamToken": []}],
                 "parameters": [
@@ -309,7 +314,12 @@ def _operations_paths() -> dict[str, Any]:
                             }
                         },
                     },
-                    **errors(404),
+                    "204": {
+                        "description": "Last-Event-ID is at or past the final event: the "
+                        "client has everything (this is what stops an EventSource from "
+                        "reconnecting)"
+                    },
+                    **errors(403, 404),
                 },
             }
         },
@@ -516,9 +526,8 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["step", "phase", "percent", "counters", "at"],
         "properties": {
             "step": {"type": "string"},
-            "phase": {
-                "enum": ["started", "finished", "failed", "compensating", "compensation_failed"]
-            },
+            # The workflow's own event kinds, as the progress contract names them.
+            "phase": {"enum": [kind.value for kind in EventKind if kind is not EventKind.PROGRESS]},
             "percent": {"type": "integer", "minimum": 0, "maximum": 100},
             "counters": {"type": "object"},
             "detail": {"type": ["string", "null"]},
@@ -531,6 +540,7 @@ _SCHEMAS: dict[str, Any] = {
         "description": "`event: progress`",
         "required": ["step", "percent", "counters", "at"],
         "properties": {
+            "phase": {"const": EventKind.PROGRESS.value},
             "step": {"type": "string"},
             "percent": {"type": "integer", "minimum": 0, "maximum": 100},
             "counters": {"type": "object"},

@@ -162,6 +162,63 @@ COMMON_RESPONSE_HEADERS: dict[str, Any] = {
 }
 
 
+# Downloads (a file's bytes, a thumbnail, a shared link) are streamed the same way
+# (``adx_api.streaming.stream_object``): conditional, one byte range at most.
+DOWNLOAD_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "Range",
+        "in": "header",
+        "description": "One byte range (`bytes=first-last`, `bytes=first-`, `bytes=-suffix`); "
+        "several ranges, or one not understood, get the whole file",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "If-Range",
+        "in": "header",
+        "description": "The ETag the client's partial copy has; another version is sent whole",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "If-None-Match",
+        "in": "header",
+        "description": "The ETag the client has; 304 if it is still current",
+        "schema": {"type": "string"},
+    },
+]
+
+
+def download_responses(description: str) -> dict[str, Any]:
+    """200 (the bytes), 206 (one range), 304 (unchanged) and 416 (a range past the end)."""
+    content = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+    headers: dict[str, Any] = {
+        "ETag": {"description": "The version (the content's SHA-256)", "schema": {"type": "string"}},
+        "Accept-Ranges": {"required": True, "schema": {"const": "bytes"}},
+        "Content-Disposition": {
+            "description": "`attachment` with the file's name, or `inline`",
+            "required": True,
+            "schema": {"type": "string"},
+        },
+    }
+    content_range = {
+        "description": "`bytes first-last/size`",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^bytes [0-9]+-[0-9]+/[0-9]+$"},
+    }
+    return {
+        "200": {"description": description, "headers": headers, "content": content},
+        "206": {
+            "description": "One byte range of it",
+            "headers": {**headers, "Content-Range": content_range},
+            "content": content,
+        },
+        "304": {
+            "description": "Not modified: If-None-Match names the current version",
+            "headers": {"ETag": headers["ETag"]},
+        },
+        "416": problem(416),
+    }
+
+
 def errors(*codes: int) -> dict[str, Any]:
     return {str(code): problem(code) for code in codes}
 

@@ -30,7 +30,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from adx_api.operations import Operations
+from adx_api.operations import TERMINAL, Operations, status_of
 from adx_api.problems import ProblemError
 from adx_core.auth import Claims
 from adx_core.contracts import search
@@ -68,7 +68,13 @@ class OperationWatch:
     """The event log of one operation, kept up to date while anyone follows it."""
 
     def __init__(
-        self, operations: Operations, handle: WorkflowHandle[Any, Any], tenant_id: str, poll: float
+        self,
+        operations: Operations,
+        handle: WorkflowHandle[Any, Any],
+        tenant_id: str,
+        poll: float,
+        *,
+        closed: bool = False,
     ) -> None:
         self.operation_id = handle.id
         self.tenant_id = tenant_id
@@ -82,7 +88,9 @@ class OperationWatch:
         self.final: SseEvent | None = None
         self._changed = asyncio.Event()
         self._nudge = asyncio.Event()
-        self._closed = False
+        # Known closed from the start: the first pass collects everything and finishes.
+        self._closed = closed
+        self._synced = asyncio.Event()
         self.subscribers = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -106,6 +114,12 @@ class OperationWatch:
     def finished(self) -> bool:
         return self.final is not None
 
+    async def synced(self, within: float) -> None:
+        """Wait (at most ``within`` seconds) until the watch has caught up with the
+        workflow once: for a closed workflow, until its final event is there."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._synced.wait(), within)
+
     # The upstream side.
 
     async def _run(self) -> None:
@@ -118,6 +132,7 @@ class OperationWatch:
                     if closed:
                         await self._finish()
                         return
+                    self._synced.set()
                 except Exception as err:  # Temporal away, or a bug: keep the stream alive
                     log.warning("operation watch: upstream error", error=type(err).__name__)
                     await asyncio.sleep(_RETRY_SECONDS)
@@ -178,6 +193,7 @@ class OperationWatch:
         self.final = SseEvent(self._last_seq + 1, kind, json.dumps(operation.to_json()))
         self._events.append(self.final)
         self._ids.append(self.final.id)
+        self._synced.set()
         self._announce()
 
     def _append(self, seq: int, kind: str, data: str) -> None:
@@ -254,7 +270,8 @@ class OperationWatches:
         try:
             handle, description = await self._operations.describe(operation_id, claims)
             tenant = description.typed_search_attributes.get(search.TENANT_ID) or ""
-            watch = OperationWatch(self._operations, handle, tenant, self._poll)
+            closed = status_of(description) in TERMINAL
+            watch = OperationWatch(self._operations, handle, tenant, self._poll, closed=closed)
             watch.start()
             self._watches[operation_id] = watch
             self._schedule_reap(watch)  # stops it if its first subscriber never attaches

@@ -86,3 +86,14 @@ def from_http_exception(exc: web.HTTPException) -> ProblemError:
     return ProblemError(
         exc.status, kind, exc.reason if kind == "http-error" else None, headers=headers
     )
+
+
+def invalid_token(detail: str, reason: str) -> ProblemError:
+    """401 for a token that was given but refused; ``reason`` is the stable kind."""
+    return ProblemError(
+        401,
+        "unauthenticated",
+        detail,
+        headers={"WWW-Authenticate": 'Bearer realm="adx", error="invalid_token"'},
+        reason=reason,
+    )

@@ -244,9 +244,12 @@ def _run(target: _Target, work: Callable[[AdxClient], Awaitable[int]]) -> None:
 
 def _problem_code(problem: ApiProblem) -> int:
     """A 409 from ``result`` says how the operation stands rather than that the call was
-    wrong: still running (3), or failed or cancelled (1)."""
+    wrong: still running (3), or failed or cancelled (1). A cancel refused because the
+    operation had already ended is a refused call (2)."""
     if problem.status == 409 and problem.kind == "operation-not-finished":
         return NOT_FINISHED
+    if problem.status == 409 and problem.kind == "operation-ended":
+        return ERROR
     if problem.status == 409 and problem.kind.startswith("operation-"):
         return OPERATION_FAILED
     return ERROR

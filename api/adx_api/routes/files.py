@@ -28,11 +28,13 @@ from adx_api.file_access import (
 )
 from adx_api.keys import SESSIONS, STORES, claims_of
 from adx_api.openapi_parts import (
+    DOWNLOAD_PARAMETERS,
     OPERATION,
     OPERATION_STARTED,
     PREFER,
     UUID_ID_PARAM,
     WORKFLOW_EXTENSION,
+    download_responses,
     errors,
     json_response,
 )
@@ -381,7 +383,6 @@ _UPLOAD = {
         **errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
     },
 }
-_BINARY = {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
 OPENAPI_PATHS: dict[str, Any] = {
     "/v1/files": {
         "post": _UPLOAD,
@@ -431,15 +432,10 @@ OPENAPI_PATHS: dict[str, Any] = {
         "get": {
             "summary": "The file's bytes, streamed; one byte range with Range",
             "operationId": "getFileContent",
-            "parameters": [
-                _FILE_PARAM,
-                {"name": "Range", "in": "header", "schema": {"type": "string"}},
-            ],
+            "parameters": [_FILE_PARAM, *DOWNLOAD_PARAMETERS],
             "responses": {
-                "200": {"description": "The bytes", **_BINARY},
-                "206": {"description": "The range", **_BINARY},
-                "304": {"description": "Not modified (If-None-Match)"},
-                **errors(401, 403, 404, 409, 416),
+                **download_responses("The bytes, with the file's content type"),
+                **errors(401, 403, 404, 409),
             },
         }
     },
@@ -450,9 +446,10 @@ OPENAPI_PATHS: dict[str, Any] = {
             "parameters": [
                 _FILE_PARAM,
                 {"name": "size", "in": "path", "required": True, "schema": {"type": "integer"}},
+                *DOWNLOAD_PARAMETERS,
             ],
             "responses": {
-                "200": {"description": "The thumbnail", **_BINARY},
+                **download_responses("The thumbnail"),
                 **errors(401, 403, 404, 409),
             },
         }

@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 
 from aiohttp import web
 from aiohttp_sse import sse_response
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from adx_api.keys import CLAIMS, SETTINGS, TEMPORAL, WATCHES, claims_of, context_of
+from adx_api.keys import CLAIMS, SESSIONS, SETTINGS, TEMPORAL, WATCHES, claims_of, context_of
 from adx_api.operation_list import decode_cursor, encode_cursor, parse_filter, visibility_query
 from adx_api.operations import TERMINAL, Operations, status_of, validate_id
-from adx_api.problems import TYPE_BASE, ProblemError
+from adx_api.problems import TYPE_BASE, ProblemError, invalid_token
 from adx_api.routes.common import prefer_wait, require_permission
 from adx_api.stream_tokens import mint_stream_token, verify_stream_token
 from adx_core.auth import AuthError, Claims
 from adx_core.contracts.permissions import OPERATIONS_CANCEL, OPERATIONS_READ
+from adx_core.sessions import session_is_active
 
 # How often a subscriber waiting for the next event checks that its client is still there.
 _DISCONNECT_CHECK_SECONDS = 5.0
+# How long a resuming client waits for a new watch to catch up before its answer.
+_SYNC_SECONDS = 3.0
+RETRY_BASE_MS = 1000
 # The query parameter an EventSource carries its stream token in.
 STREAM_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
 
@@ -109,7 +114,13 @@ async def cancel_operation(request: web.Request) -> web.Response:
     handle, description = await operations.describe(request.match_info["id"], claims)
     if status_of(description) in TERMINAL:
         operation = await operations.build(handle, description)
-        raise ProblemError(409, "conflict", f"the operation has already {operation.status}")
+        raise ProblemError(
+            409,
+            "operation-ended",
+            f"the operation has already {operation.status}",
+            title="The operation has already ended",
+            operation_status=operation.status,
+        )
     await handle.cancel()
     headers = {"Location": f"/v1/operations/{handle.id}"}
     wait = prefer_wait(request)
@@ -137,22 +148,22 @@ async def create_stream_token(request: web.Request) -> web.Response:
     )
 
 
-def stream_claims(request: web.Request) -> Claims:
+async def stream_claims(request: web.Request) -> Claims:
     """The caller of an events request: the bearer token's claims, or a stream token
-    issued for this very operation."""
+    issued for this very operation (which, like the session token it was issued for, ends
+    with its session)."""
     if CLAIMS in request:
         return request[CLAIMS]
     token = request.query.get(STREAM_TOKEN_PARAM, "")
     try:
-        return verify_stream_token(request.app[SETTINGS], token, request.match_info["id"])
+        claims = verify_stream_token(request.app[SETTINGS], token, request.match_info["id"])
     except AuthError as err:
-        raise ProblemError(
-            401,
-            "unauthenticated",
-            err.message,
-            headers={"WWW-Authenticate": 'Bearer realm="adx", error="invalid_token"'},
-            reason=err.kind,
-        ) from None
+        raise invalid_token(err.message, err.kind) from None
+    if claims.session_id is not None and not await session_is_active(
+        request.app[SESSIONS], claims.tenant_id, claims.session_id
+    ):
+        raise invalid_token("the session has ended", "revoked")
+    return claims
 
 
 def _last_event_id(request: web.Request) -> int:
@@ -168,12 +179,18 @@ def _last_event_id(request: web.Request) -> int:
 async def operation_events(request: web.Request) -> web.StreamResponse:
     """``step`` and ``progress`` events, then one final ``completed``, ``failed`` or
     ``cancelled``, from the operation's shared watch (see ``adx_api.operation_watch``)."""
-    claims = stream_claims(request)
+    claims = await stream_claims(request)
     require_permission(claims, OPERATIONS_READ)
     watches = request.app[WATCHES]
     # Checked before the stream opens, so an unknown or foreign id is a plain 404.
     watch = await watches.watch(validate_id(request.match_info["id"]), claims)
     after = _last_event_id(request)
+    if after > 0:
+        await watch.synced(_SYNC_SECONDS)
+        if watch.final is not None and after >= watch.final.id:
+            # The client has everything. 204 is what tells an EventSource to stop
+            # reconnecting; an empty stream that closes would make it retry forever.
+            return web.Response(status=204, headers={"Cache-Control": "no-cache"})
     settings = request.app[SETTINGS]
     # The middleware cannot add headers once the stream has started; set ours up front.
     headers = {"X-Request-ID": context_of(request).correlation_id, "Cache-Control": "no-cache"}
@@ -181,6 +198,8 @@ async def operation_events(request: web.Request) -> web.StreamResponse:
         watches.subscribed(watch),
         sse_response(request, ping_interval=settings.sse_keepalive_seconds, headers=headers) as sse,
     ):
+        # Spread the reconnects of many clients after an API restart (SSE `retry`, ms).
+        await sse.write(f"retry: {RETRY_BASE_MS + secrets.randbelow(RETRY_BASE_MS)}\n\n".encode())
         while True:
             changed = watch.signal()  # before reading, so no change slips between
             for event in watch.events_after(after):

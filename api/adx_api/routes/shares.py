@@ -592,20 +592,19 @@ OPENAPI_PATHS: dict[str, Any] = {
             "password-protected link answers 401 with a Basic challenge: send any user name "
             "and the link's password",
             "operationId": "getSharedFile",
-            "security": [],
+            # No bearer token; a password-protected link takes the password as Basic auth.
+            "security": [{}, {"linkPassword": []}],
             "parameters": [
                 {
                     "name": "token",
                     "in": "path",
                     "required": True,
                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
-                }
+                },
+                *DOWNLOAD_PARAMETERS,
             ],
             "responses": {
-                "200": {
-                    "description": "The file, as an attachment, with its own content type",
-                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-                },
+                **download_responses("The file, as an attachment, with its own content type"),
                 **errors(401, 404, 410, 429, 503),
             },
         }

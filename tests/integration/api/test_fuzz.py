@@ -32,6 +32,7 @@ from schemathesis.core.result import Err
 from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -51,6 +52,9 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     response_headers_conformance,
+    # Bad input gets a 4xx: an invalid request (a wrong type, a missing field or token, a
+    # broken header) answered 2xx fails the run.
+    negative_data_rejection,
 ]
 # Examples per operation (shared by its valid, invalid and known-id strategies) and per
 # platform-only operation in the second pass; operations with few possible requests
