@@ -74,13 +74,13 @@ def build_document() -> dict[str, Any]:
                 "a `Location`; `Prefer: wait=N` turns that into 200 when the workflow "
                 "finishes within N seconds. Progress streams as Server-Sent Events. Errors "
                 "are RFC 9457 problem documents with a stable `type` per kind.\n\n"
-                "Every request but the probes, this document and shared links needs a "
-                "bearer JWT (ADX-minted, or from the identity provider's JWKS). Requests "
-                "count against the tenant's budget (`RateLimit-Policy`; 429 with "
-                "`Retry-After` past it). Bodies are limited per route (413). Every POST "
-                "takes `Idempotency-Key`. Browser origins listed in ADX_CORS_ALLOWED_ORIGINS "
-                "get CORS headers and preflight answers on every path. Every answer carries "
-                "`X-Request-ID` (the caller's, or a new one), which the logs and traces name."
+                "Every operation but those with their own `security` needs a bearer JWT "
+                "(ADX-minted, or from the identity provider's JWKS). Requests count against "
+                "the tenant's budget (`RateLimit-Policy`; 429 with `Retry-After` past it). "
+                "Bodies are limited per route (413). Every POST takes `Idempotency-Key`. "
+                "Browser origins listed in ADX_CORS_ALLOWED_ORIGINS get CORS headers and "
+                "preflight answers on every path. Answers carry `X-Request-ID` (the "
+                "caller's, or a new one), which the logs and traces name."
             ),
         },
         "security": [{"bearer": []}],
@@ -88,6 +88,12 @@ def build_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "linkPassword": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "A password-protected shared link: any user name and the "
+                    "link's password",
+                },
                 "streamToken": {
                     "type": "apiKey",
                     "in": "query",
@@ -170,8 +176,6 @@ def _apply_conventions(path: str, method: str, operation: dict[str, Any]) -> Non
             headers.setdefault(name, header)
         if keyed and status.startswith("2"):
             headers.setdefault("Idempotent-Replayed", parts.header_ref("IdempotentReplayed"))
-        if not headers:
-            del response["headers"]
     operation["responses"] = dict(sorted(responses.items()))
 
 
@@ -188,10 +192,14 @@ def _operations_paths() -> dict[str, Any]:
                 "`result` and `error` are null there (GET the operation for them)",
                 "operationId": "listOperations",
                 "parameters": [
-                    _query("type", {"type": "string", "maxLength": 200}, "A workflow type"),
+                    _query(
+                        "type",
+                        {"type": "string", "pattern": "^[a-z][a-z0-9_]{2,79}$"},
+                        "A workflow type, such as tenant_provisioning_workflow",
+                    ),
                     _query("status", {"enum": OPERATION_STATUSES}),
-                    _query("since", {"type": "string", "format": "date-time"}, "RFC 3339"),
-                    _query("until", {"type": "string", "format": "date-time"}, "RFC 3339"),
+                    _query("since", _TIME, "Started at or after (RFC 3339, 1970 to 9998)"),
+                    _query("until", _TIME, "Started at or before (RFC 3339, 1970 to 9998)"),
                     _query(
                         "limit",
                         {"type": "integer", "minimum": 1, "maximum": MAX_OPERATIONS_PAGE},

@@ -123,16 +123,18 @@ HEADERS: dict[str, Any] = {
         "schema": {"type": "string", "pattern": '^"[a-z]+";r=[0-9]+;t=[0-9]+$'},
     },
 }
-_RATE_LIMIT_HEADERS = {
+# Headers that may come on any answer: the correlation id, and the budget the request
+# counted against (every counted answer; the remainder only on a 429).
+COMMON_RESPONSE_HEADERS: dict[str, Any] = {
+    "X-Request-ID": header_ref("RequestId"),
     "RateLimit-Policy": header_ref("RateLimitPolicy"),
-    "RateLimit": header_ref("RateLimit"),
 }
 
 
 def _problem_response(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": headers,
+        "headers": {**COMMON_RESPONSE_HEADERS, **headers},
         "content": {
             "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
         },
@@ -145,20 +147,14 @@ RESPONSES: dict[str, Any] = {
         "No valid bearer token", **{"WWW-Authenticate": header_ref("WWWAuthenticate")}
     ),
     "TooManyRequests": _problem_response(
-        "The tenant's request budget is spent",
-        **{"Retry-After": header_ref("RetryAfter")},
-        **_RATE_LIMIT_HEADERS,
+        "The tenant's request budget is spent (or, on a shared link, too many wrong passwords)",
+        **{"Retry-After": header_ref("RetryAfter"), "RateLimit": header_ref("RateLimit")},
     ),
     "Unavailable": _problem_response(
         "A backend (database, Temporal, storage, the identity provider's keys) is not "
         "reachable; retry",
         **{"Retry-After": header_ref("RetryAfterOptional")},
     ),
-}
-# Headers that may come on any answer.
-COMMON_RESPONSE_HEADERS: dict[str, Any] = {
-    "X-Request-ID": header_ref("RequestId"),
-    **_RATE_LIMIT_HEADERS,
 }
 
 
@@ -191,7 +187,10 @@ def download_responses(description: str) -> dict[str, Any]:
     """200 (the bytes), 206 (one range), 304 (unchanged) and 416 (a range past the end)."""
     content = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
     headers: dict[str, Any] = {
-        "ETag": {"description": "The version (the content's SHA-256)", "schema": {"type": "string"}},
+        "ETag": {
+            "description": "The version (the content's SHA-256)",
+            "schema": {"type": "string"},
+        },
         "Accept-Ranges": {"required": True, "schema": {"const": "bytes"}},
         "Content-Disposition": {
             "description": "`attachment` with the file's name, or `inline`",

@@ -56,7 +56,14 @@ from adx_api.file_access import (
     require_permission,
 )
 from adx_api.keys import SESSIONS, SETTINGS, STORES, TEMPORAL, claims_of, context_of
-from adx_api.openapi_parts import PREFER, errors, json_response, workflow_post
+from adx_api.openapi_parts import (
+    DOWNLOAD_PARAMETERS,
+    PREFER,
+    download_responses,
+    errors,
+    json_response,
+    workflow_post,
+)
 from adx_api.operations import Operations, search_attributes
 from adx_api.problems import ProblemError
 from adx_api.routes.common import (

@@ -392,6 +392,13 @@ _SESSION_SCHEMA: dict[str, Any] = {
         },
     },
 }
+_INTEGER = {"type": "integer", "minimum": 0}
+_TUS_RESUMABLE = {"required": True, "schema": {"const": TUS_VERSION}}
+_OFFSET = {"description": "Bytes received", "required": True, "schema": _INTEGER}
+_LINK = {
+    "description": 'Once the last byte is in: `</v1/operations/<id>>; rel="operation"`',
+    "schema": {"type": "string"},
+}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _TUS_HEADER = {"name": "Tus-Resumable", "in": "header", "schema": {"const": TUS_VERSION}}
 OPENAPI_PATHS: dict[str, Any] = {
@@ -423,7 +430,15 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {
                 "201": {
                     **json_response("The upload session; Location names it", _SESSION_SCHEMA),
-                    "headers": {"Location": header_ref("Location")},
+                    "headers": {
+                        "Location": header_ref("Location"),
+                        "Tus-Resumable": _TUS_RESUMABLE,
+                        "Upload-Expires": {
+                            "description": "When the session expires (HTTP date)",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    },
                 },
                 **errors(400, 401, 403, 404, 409, 413, 415, 422),
             },
@@ -432,7 +447,17 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "What this tus server supports",
             "operationId": "tusOptions",
             "security": [],
-            "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size"}},
+            "responses": {
+                "204": {
+                    "description": "The tus versions, extensions and largest upload",
+                    "headers": {
+                        "Tus-Resumable": _TUS_RESUMABLE,
+                        "Tus-Version": {"required": True, "schema": {"const": TUS_VERSION}},
+                        "Tus-Extension": {"required": True, "schema": {"type": "string"}},
+                        "Tus-Max-Size": {"required": True, "schema": _INTEGER},
+                    },
+                }
+            },
         },
     },
     "/v1/uploads/{id}": {
@@ -441,7 +466,15 @@ OPENAPI_PATHS: dict[str, Any] = {
             "operationId": "uploadOffset",
             "parameters": [_ID, _TUS_HEADER],
             "responses": {
-                "200": {"description": "Upload-Offset and Upload-Length"},
+                "200": {
+                    "description": "Upload-Offset and Upload-Length",
+                    "headers": {
+                        "Tus-Resumable": _TUS_RESUMABLE,
+                        "Upload-Offset": _OFFSET,
+                        "Upload-Length": {"required": True, "schema": _INTEGER},
+                        "Link": _LINK,
+                    },
+                },
                 **errors(401, 404, 410),
             },
         },
@@ -466,7 +499,16 @@ OPENAPI_PATHS: dict[str, Any] = {
             "responses": {
                 "204": {
                     "description": "Stored; Upload-Offset is the new offset, and Link names "
-                    "the operation once complete"
+                    "the operation once complete",
+                    "headers": {
+                        "Tus-Resumable": _TUS_RESUMABLE,
+                        "Upload-Offset": _OFFSET,
+                        "Link": _LINK,
+                        "Location": {
+                            "description": "Once the last byte is in: the operation",
+                            "schema": {"type": "string"},
+                        },
+                    },
                 },
                 **errors(400, 401, 404, 409, 410, 413, 415, 503),
             },

@@ -166,8 +166,8 @@ def _fuzz_operation(
 
 def _caller(live: LiveApi, token: str, report: Report) -> Callable[[FuzzCase], None]:
     def call(case: FuzzCase) -> None:
-        prefer = (case.headers or {}).get("Prefer")
-        if isinstance(prefer, str) and _PREFER_WAIT.search(f" {prefer} "):
+        prefer = case.headers.get("Prefer") if case.headers else None
+        if case.headers and isinstance(prefer, str) and _PREFER_WAIT.search(f" {prefer} "):
             # A generated `wait=N` could hold a request for up to a minute; the three paths
             # of Prefer have tests of their own.
             case.headers["Prefer"] = "wait=1"
