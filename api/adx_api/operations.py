@@ -54,6 +54,7 @@ _STATUS = {
     WorkflowExecutionStatus.CANCELED: "cancelled",
 }
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+_UNKNOWN: Any = object()
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,14 @@ class Operations:
         return await self.build(handle, description)
 
     async def build(
-        self, handle: WorkflowHandle[Any, Any], description: WorkflowExecutionDescription
+        self,
+        handle: WorkflowHandle[Any, Any],
+        description: WorkflowExecutionDescription,
+        *,
+        known_result: Any = _UNKNOWN,
     ) -> Operation:
+        """The operation as it is. ``known_result``: the result the caller has just
+        awaited, which saves fetching it again."""
         status = status_of(description)
         snapshot = await self.progress(handle, 0) if status != "succeeded" else None
         step = (
@@ -178,7 +185,7 @@ class Operations:
         result: Any = None
         error: dict[str, Any] | None = None
         if status == "succeeded":
-            result = await handle.result()
+            result = await handle.result() if known_result is _UNKNOWN else known_result
         elif status in ("failed", "cancelled"):
             error = await self.error_of(handle, step)
         percent = 100 if status == "succeeded" else (snapshot.percent if snapshot else 0)

@@ -129,11 +129,12 @@ async def operation_response(
         operation = Operation.started(handle.id, workflow_type, datetime.now(UTC))
         return web.json_response(operation.to_json(), status=202, headers=headers)
     headers["Preference-Applied"] = f"wait={wait}"
+    known: dict[str, Any] = {}
     # A failure is still an answer: the operation below reports it.
     with contextlib.suppress(TimeoutError, WorkflowFailureError):
-        await asyncio.wait_for(handle.result(), wait)
+        known["known_result"] = await asyncio.wait_for(handle.result(), wait)
     description = await handle.describe()
-    operation = await operations.build(handle, description)
+    operation = await operations.build(handle, description, **known)
     status = 200 if operation.status in ("succeeded", "failed", "cancelled") else 202
     return web.json_response(operation.to_json(), status=status, headers=headers)
 

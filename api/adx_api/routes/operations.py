@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from typing import Any
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -74,11 +75,12 @@ async def operation_result(request: web.Request) -> web.Response:
     operations = _operations(request)
     handle, description = await operations.describe(request.match_info["id"], _reader(request))
     wait = prefer_wait(request)
+    known: dict[str, Any] = {}
     if wait is not None and status_of(description) not in TERMINAL:
         with contextlib.suppress(TimeoutError, WorkflowFailureError):
-            await asyncio.wait_for(handle.result(), wait)
+            known["known_result"] = await asyncio.wait_for(handle.result(), wait)
         description = await handle.describe()
-    operation = await operations.build(handle, description)
+    operation = await operations.build(handle, description, **known)
     headers = {"Preference-Applied": f"wait={wait}"} if wait is not None else {}
     if operation.status == "succeeded":
         return web.json_response(operation.result, headers=headers)
