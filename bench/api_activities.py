@@ -1,12 +1,15 @@
-"""The activity of ``bench_group_workflow``: the statements ``POST /v1/groups`` makes.
+"""The activities of the bench's workflows.
 
-One transaction in the tenant's row-level-security scope (``tenant_session``): the INSERT
-of the group, its audit row, and the read-back of the row for the answer, with the same
-models as adx_api.routes.groups. A name that exists fails the activity without retries.
+``bench_create_group_activity`` makes the statements ``POST /v1/groups`` makes, with the
+same models as adx_api.routes.groups: one transaction in the tenant's row-level-security
+scope (``tenant_session``) with the INSERT of the group, its audit row, and the read-back
+of the row for the answer. A name that exists fails it without retries.
+``bench_pause_activity`` only waits: the ticker's first pause, shorter than a timer can be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 from adx_core.db.engine import Sessions, tenant_session
 from adx_core.db.models import AuditEntry, Group
-from bench.api_workflows import CREATE_GROUP_ACTIVITY, GroupRequest, GroupResult
+from bench.api_workflows import CREATE_GROUP_ACTIVITY, PAUSE_ACTIVITY, GroupRequest, GroupResult
 
 
 class GroupActivities:
@@ -58,4 +61,10 @@ class GroupActivities:
             )
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.create_group]
+        return [self.create_group, pause]
+
+
+@activity.defn(name=PAUSE_ACTIVITY)
+async def pause(seconds: float) -> None:
+    """The ticker's first pause (the dev server's timers last a second at least)."""
+    await asyncio.sleep(seconds)

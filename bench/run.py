@@ -20,7 +20,18 @@ from temporalio.client import Client
 from adx_core.auth import Role, mint_token
 from adx_core.contracts.tenants import PLATFORM_TENANT_ID
 from adx_core.temporal.client import connect
-from bench import load, report, stack, storage, storage_report, uploads, uploads_report
+from bench import (
+    api_bench,
+    api_report,
+    load,
+    report,
+    stack,
+    storage,
+    storage_report,
+    uploads,
+    uploads_report,
+)
+from bench.api_results import ApiResults
 from bench.breakdown import breakdown
 from bench.procstat import Meter, Span
 from bench.uploads_results import UploadResults
@@ -55,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only the upload benchmarks; rewrites only the page's uploads section",
     )
     parser.add_argument("--no-uploads", action="store_true", help="skip the upload benchmarks")
+    parts.add_argument(
+        "--api-only",
+        action="store_true",
+        help="only the API benchmarks (issue 6); rewrites only the page's API section",
+    )
+    parser.add_argument("--no-api", action="store_true", help="skip the API benchmarks")
     parser.add_argument(
         "--storage-full-size",
         action="store_true",
@@ -63,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.no_uploads and args.uploads_only:
         parser.error("--no-uploads and --uploads-only exclude each other")
+    if args.no_api and args.api_only:
+        parser.error("--no-api and --api-only exclude each other")
     return args
 
 
@@ -202,9 +221,18 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.rounds_scale * (0.1 if args.quick else 1.0)
     rounds = scaled(scale)
     workdir = Path(tempfile.mkdtemp(prefix="adx-bench-"))
-    only = args.storage_only or args.uploads_only
-    what = "storage only" if args.storage_only else "uploads only" if only else f"rounds {rounds}"
+    only = args.storage_only or args.uploads_only or args.api_only
+    what = (
+        "storage only"
+        if args.storage_only
+        else "uploads only"
+        if args.uploads_only
+        else "api only"
+        if args.api_only
+        else f"rounds {rounds}"
+    )
     upload_results: UploadResults | None = None
+    api_results: ApiResults | None = None
     print(f"ADX Core benchmarks, {what}, working in {workdir}", flush=True)
     try:
         with stack.servers(workdir) as st:
@@ -217,18 +245,23 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if not only:
                     asyncio.run(measure(st, rounds, results))
-                if not args.no_storage and not args.uploads_only:
+                if not args.no_storage and not args.uploads_only and not args.api_only:
                     results.storage = storage.StorageResults(
                         date=date, machine=storage_report.machine(results.machine)
                     )
                     asyncio.run(
                         storage.measure(st, results.storage, full_size=args.storage_full_size)
                     )
-                if not args.no_uploads and not args.storage_only:
+                if not args.no_uploads and not args.storage_only and not args.api_only:
                     upload_results = UploadResults(
                         date=date, machine=uploads_report.machine(results.machine)
                     )
                     asyncio.run(uploads.measure(st, upload_results))
+                if not args.no_api and not args.storage_only and not args.uploads_only:
+                    api_results = ApiResults(
+                        date=date, machine=uploads_report.machine(results.machine)
+                    )
+                    asyncio.run(api_bench.measure(st, api_results))
             finally:
                 for child in st.children:  # only if measure() failed before stopping them
                     child.stop()
@@ -244,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         print(storage_report.terminal(results.storage))
     if upload_results is not None:
         print(uploads_report.terminal(upload_results))
+    if api_results is not None:
+        print(api_report.terminal(api_results))
     print(f"total {results.total_seconds:.0f} s")
     if not args.no_write:
         if only:
@@ -254,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if upload_results is not None:
                 page = uploads_report.replace_section(page, uploads_report.markdown(upload_results))
+            if api_results is not None:
+                page = api_report.replace_section(page, api_report.markdown(api_results))
             report.write(args.output, page)
         else:
             page = report.markdown(results, rounds)
@@ -268,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             if uploaded is not None:
                 page = uploads_report.replace_section(page, uploaded)
+            measured = (
+                api_report.markdown(api_results)
+                if api_results is not None
+                else api_report.extract_section(old)  # --no-api keeps them too
+            )
+            if measured is not None:
+                page = api_report.replace_section(page, measured)
             report.write(args.output, page)
         print(f"wrote {args.output}")
     return 0

@@ -187,13 +187,21 @@ async def start_worker(stack: Stack, domain: str, env: dict[str, str]) -> Child:
     """``python -m adx_cli worker <domain>`` with ``env`` (an ``ADX_*`` environment), ready.
     The caller stops it (``Child.stop``); ``stack.children`` does not hold it."""
     port = free_port()
-    child = _spawn(
+    return await start_process(
+        stack,
         f"worker-{domain}",
         [sys.executable, "-m", "adx_cli", "worker", domain],
         {**env, "ADX_WORKER_HTTP_PORT": str(port)},
-        stack.workdir,
         f"http://127.0.0.1:{port}/readyz",
     )
+
+
+async def start_process(
+    stack: Stack, name: str, argv: list[str], env: dict[str, str], ready_url: str
+) -> Child:
+    """Run ``argv`` as a process of its own and wait until ``ready_url`` answers. The
+    caller stops it (``Child.stop``); ``stack.children`` does not hold it."""
+    child = _spawn(name, argv, env, stack.workdir, ready_url)
     try:
         await _wait_ready(child)
     except BaseException:
