@@ -2,13 +2,18 @@
 
 A thousand browsers following fifty operations must not each poll Temporal. The first
 subscriber to an operation starts its watch; later ones attach to it and read from its
-event log. The watch is driven by Temporal itself rather than by a timer: it follows the
-workflow's history with a long poll (``wait_new_event``), and each time the workflow
-completes a workflow task (the only moment its progress can change) it asks the
-workflow's ``progress`` query for the events after the last one it has. A slow fallback
-poll covers a lost long poll. When the execution closes, one last query collects the
-remaining events and the watch appends the final ``completed``, ``failed`` or
-``cancelled`` event, whose id is one past the last progress event.
+event log, each from its own ``Last-Event-ID``.
+
+The watch follows the workflow's history with a long poll (``wait_new_event``): Temporal
+pushes each new history event to it. Every progress event a workflow records is also in
+its memo (``ProgressTracker`` upserts it), so it arrives in that history as a
+``WorkflowPropertiesModified`` event, and the watch takes it from there: no query, no
+worker, and a workflow that has closed is read the same way. Executions that started
+before the memo (no event in it) are followed through the ``progress`` query instead,
+asked once each time the workflow completes a task, the only moment its progress can
+change; a slow fallback covers an unanswered query. When the execution closes, the watch
+appends the final ``completed``, ``failed`` or ``cancelled`` event, whose id is one past
+the last progress event.
 
 Event ids are the workflow's own sequence numbers, so every API process (and every
 reconnect) numbers the same event the same way: ``Last-Event-ID`` resumes exactly.
@@ -27,14 +32,21 @@ from datetime import datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
 from adx_api.operations import TERMINAL, Operations, status_of
 from adx_api.problems import ProblemError
 from adx_core.auth import Claims
 from adx_core.contracts import search
-from adx_core.contracts.progress import EventKind, ProgressEvent
+from adx_core.contracts.progress import (
+    PROGRESS_MEMO_KEY,
+    EventKind,
+    ProgressEvent,
+    ProgressSnapshot,
+)
 from adx_core.logging import get_logger
 
 log = get_logger(__name__)
@@ -43,6 +55,14 @@ log = get_logger(__name__)
 LINGER_SECONDS = 10.0
 # Backoff after an upstream error (Temporal away): the watch keeps trying.
 _RETRY_SECONDS = 1.0
+# The progress query of a running workflow is answered from the worker's cache in
+# milliseconds; past this, the next nudge or the fallback poll asks again.
+_QUERY_SECONDS = 1.0
+# After the close, without events in the memo: how long the follower may take to read the
+# rest of the history, and the final query (a replay of the whole history on a worker).
+_FINAL_READ_SECONDS = 10.0
+_FINAL_QUERY_SECONDS = 5.0
+_FINAL_ATTEMPTS = 3
 
 _FINAL_EVENT = {"succeeded": "completed", "failed": "failed", "cancelled": "cancelled"}
 _CLOSED = frozenset(
@@ -73,6 +93,7 @@ class OperationWatch:
         handle: WorkflowHandle[Any, Any],
         tenant_id: str,
         poll: float,
+        converter: DataConverter,
         *,
         closed: bool = False,
     ) -> None:
@@ -90,6 +111,11 @@ class OperationWatch:
         self._nudge = asyncio.Event()
         # Known closed from the start: the first pass collects everything and finishes.
         self._closed = closed
+        # Set once the history shows an event in the memo: then the query is not needed.
+        self._memo_mode = False
+        self._converter = converter
+        self._latest: ProgressEvent | None = None
+        self._failed: list[ProgressEvent] = []
         self._synced = asyncio.Event()
         self.subscribers = 0
         self._task: asyncio.Task[None] | None = None
@@ -124,14 +150,24 @@ class OperationWatch:
 
     async def _run(self) -> None:
         follower = asyncio.create_task(self._follow_history())
+        final_attempts = 0
         try:
             while True:
                 try:
-                    closed = self._closed  # read first: a query after close holds everything
-                    answered = await self._refresh()
-                    if closed:
+                    if self._closed:
+                        # The follower reads the history up to the close before it stops,
+                        # so in memo mode every event is in hand by then.
+                        await asyncio.wait({follower}, timeout=_FINAL_READ_SECONDS)
+                        if not self._memo_mode and not await self._refresh(_FINAL_QUERY_SECONDS):
+                            # A closed workflow's query replays its history on a worker:
+                            # give it time, and do not send the final event over a gap.
+                            final_attempts += 1
+                            if final_attempts < _FINAL_ATTEMPTS:
+                                continue
+                            log.warning("operation watch: final progress unanswered")
                         await self._finish()
                         return
+                    answered = self._memo_mode or await self._refresh(_QUERY_SECONDS)
                     self._synced.set()
                 except Exception as err:  # Temporal away, or a bug: keep the stream alive
                     log.warning("operation watch: upstream error", error=type(err).__name__)
@@ -155,32 +191,47 @@ class OperationWatch:
         return True
 
     async def _follow_history(self) -> None:
-        """Wake the watch whenever the workflow completes a task, and note its close."""
+        """Read the workflow's history as it grows: take the progress events it carries
+        in its memo, wake the query when it carries none, and note the close."""
         while not self._closed:
             try:
                 history = self._handle.fetch_history_events(wait_new_event=True, skip_archival=True)
                 async for event in history:
-                    if event.event_type in _CLOSED:
+                    kind = event.event_type
+                    if kind == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED:
+                        await self._take_memo(event)
+                    elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                        if not self._memo_mode:
+                            self._nudge.set()
+                    elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+                        self._nudge.set()
+                    elif kind in _CLOSED:
                         self._closed = True
-                    if event.event_type in (
-                        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
-                        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
-                        *_CLOSED,
-                    ):
                         self._nudge.set()
             except RPCError:
                 await asyncio.sleep(_RETRY_SECONDS)
                 self._nudge.set()  # events may have been missed while it was down
             # A run that continued as new ends its history; follow the new run.
 
-    async def _refresh(self) -> bool:
+    async def _take_memo(self, event: HistoryEvent) -> None:
+        fields = event.workflow_properties_modified_event_attributes.upserted_memo.fields
+        if PROGRESS_MEMO_KEY not in fields:
+            return
+        (progress,) = await self._converter.decode([fields[PROGRESS_MEMO_KEY]], [ProgressEvent])
+        self._memo_mode = True
+        if progress.seq > self._last_seq:
+            self._add(progress)
+            self._last_seq = progress.seq
+            self._announce()
+
+    async def _refresh(self, within: float) -> bool:
         """Append the events after the last one; ``False`` if the query went unanswered."""
-        snapshot = await self._operations.progress(self._handle, self._last_seq)
+        snapshot = await self._operations.progress(self._handle, self._last_seq, within)
         if snapshot is None:
             return False
         fresh = [event for event in snapshot.events if event.seq > self._last_seq]
         for event in fresh:
-            self._append(event.seq, *self._encode(event))
+            self._add(event)
         self._last_seq = max(self._last_seq, snapshot.last_seq)
         if fresh:
             self._announce()
@@ -188,13 +239,33 @@ class OperationWatch:
 
     async def _finish(self) -> None:
         description = await self._handle.describe()
-        operation = await self._operations.build(self._handle, description)
+        known = self._known_progress() if self._memo_mode else None
+        operation = await self._operations.build(self._handle, description, known_progress=known)
         kind = _FINAL_EVENT.get(operation.status, "failed")
         self.final = SseEvent(self._last_seq + 1, kind, json.dumps(operation.to_json()))
         self._events.append(self.final)
         self._ids.append(self.final.id)
         self._synced.set()
         self._announce()
+
+    def _known_progress(self) -> ProgressSnapshot | None:
+        """What the final operation needs of the progress, from the events in hand: the
+        latest values and the failed steps."""
+        if self._latest is None:
+            return None
+        return ProgressSnapshot(
+            step=self._latest.step,
+            percent=self._latest.percent,
+            counters=self._latest.counters,
+            last_seq=self._last_seq,
+            events=self._failed,
+        )
+
+    def _add(self, event: ProgressEvent) -> None:
+        self._latest = event
+        if event.kind is EventKind.STEP_FAILED:
+            self._failed.append(event)
+        self._append(event.seq, *self._encode(event))
 
     def _append(self, seq: int, kind: str, data: str) -> None:
         self._events.append(SseEvent(seq, kind, data))
@@ -242,6 +313,7 @@ class OperationWatches:
 
     def __init__(self, client: Client, poll_seconds: float) -> None:
         self._operations = Operations(client)
+        self._converter = client.data_converter
         self._poll = poll_seconds
         self._watches: dict[str, OperationWatch] = {}
         self._starting: dict[str, asyncio.Future[OperationWatch]] = {}
@@ -271,7 +343,9 @@ class OperationWatches:
             handle, description = await self._operations.describe(operation_id, claims)
             tenant = description.typed_search_attributes.get(search.TENANT_ID) or ""
             closed = status_of(description) in TERMINAL
-            watch = OperationWatch(self._operations, handle, tenant, self._poll, closed=closed)
+            watch = OperationWatch(
+                self._operations, handle, tenant, self._poll, self._converter, closed=closed
+            )
             watch.start()
             self._watches[operation_id] = watch
             self._schedule_reap(watch)  # stops it if its first subscriber never attaches

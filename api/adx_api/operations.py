@@ -20,6 +20,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import (
@@ -166,11 +167,15 @@ class Operations:
         description: WorkflowExecutionDescription,
         *,
         known_result: Any = _UNKNOWN,
+        known_progress: ProgressSnapshot | None = None,
     ) -> Operation:
-        """The operation as it is. ``known_result``: the result the caller has just
-        awaited, which saves fetching it again."""
+        """The operation as it is. ``known_result`` and ``known_progress``: what the caller
+        already has, which saves asking Temporal (and, for a closed workflow, a worker's
+        replay of its whole history) again."""
         status = status_of(description)
-        snapshot = await self.progress(handle, 0) if status != "succeeded" else None
+        snapshot = known_progress
+        if snapshot is None and status != "succeeded":
+            snapshot = await self.progress(handle, 0)
         step = (
             snapshot.step
             if snapshot
@@ -205,17 +210,18 @@ class Operations:
         )
 
     async def progress(
-        self, handle: WorkflowHandle[Any, Any], after_seq: int
+        self, handle: WorkflowHandle[Any, Any], after_seq: int, within: float = _QUERY_TIMEOUT
     ) -> ProgressSnapshot | None:
-        """The workflow's progress, or ``None`` when no worker answers the query in time."""
+        """The workflow's progress, or ``None`` when no worker answers the query in time
+        (or the workflow has no progress query)."""
         try:
             return await asyncio.wait_for(
                 handle.query(
                     PROGRESS_QUERY, ProgressQuery(after_seq), result_type=ProgressSnapshot
                 ),
-                _QUERY_TIMEOUT,
+                within,
             )
-        except (TimeoutError, RPCError):
+        except (TimeoutError, RPCError, WorkflowQueryFailedError):
             return None
 
     async def error_of(self, handle: WorkflowHandle[Any, Any], step: str) -> dict[str, Any]:

@@ -12,6 +12,12 @@ from datetime import datetime
 from enum import StrEnum
 
 PROGRESS_QUERY = "progress"
+# Each event is also written to the workflow's memo under this key as it happens, so it
+# lands in the history: the API's watch reads it from the history long poll it already
+# makes, with no query and no worker involved. Executions started before this (without
+# the patch below) are still followed through the query.
+PROGRESS_MEMO_KEY = "adx.progress"
+PROGRESS_MEMO_PATCH = "adx-progress-in-memo"
 
 
 class EventKind(StrEnum):

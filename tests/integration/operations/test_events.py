@@ -13,13 +13,22 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from temporalio import workflow
 from temporalio.client import Client as TemporalClient
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from adx_api import operation_watch
 from adx_api.app import create_app
 from adx_api.keys import WATCHES
+from adx_api.operations import search_attributes
 from adx_api.stream_tokens import AUDIENCE
+from adx_core.contracts.progress import (
+    PROGRESS_QUERY,
+    EventKind,
+    ProgressEvent,
+    ProgressQuery,
+    ProgressSnapshot,
+)
 from adx_core.db.engine import Sessions
 from adx_core.settings import Settings
 from adx_workers.resources import WorkerResources
@@ -205,3 +214,84 @@ async def test_unknown_foreign_and_malformed_streams_are_404_before_streaming(
         response = await api.get(f"/v1/operations/{operation_id}/events", headers=auth(token()))
         assert response.status == 404
         assert response.content_type == "application/problem+json"
+
+
+async def test_events_are_read_from_the_history_without_a_worker(
+    api: Client, token: TokenFactory, worker_with: WorkerFactory, resources: WorkerResources
+) -> None:
+    """Each progress event is in the workflow's memo, so in its history: a stream opened
+    after the workers are gone still gets every event and the final one, at once."""
+    admin = token()
+    async with worker_with(slow_activation(resources, 0)):
+        operation = await start_tenant(api, admin, Prefer="wait=20")
+        with_worker = await asyncio.wait_for(
+            read_events(await api.get(operation["links"]["events"], headers=auth(admin))), 30
+        )
+    started = time.monotonic()
+    stream = await api.get(operation["links"]["events"], headers=auth(admin))
+    without = await asyncio.wait_for(read_events(stream), 30)
+    assert time.monotonic() - started < 3  # no query waited for a worker
+    assert without[-1][1] == "completed"
+    assert [e for e in without if e[1] != "completed"] == [
+        e for e in with_worker if e[1] != "completed"
+    ]
+    assert len(without) == 17
+
+
+@workflow.defn(name="legacy_progress_workflow")
+class LegacyProgress:
+    """A workflow that reports progress only through the query, as executions started
+    before the memo did: the watch follows it by querying after each workflow task."""
+
+    def __init__(self) -> None:
+        self._events: list[ProgressEvent] = []
+
+    @workflow.run
+    async def run(self, steps: int) -> int:
+        for seq in range(1, steps + 1):
+            self._events.append(
+                ProgressEvent(seq, EventKind.STEP_FINISHED, f"step{seq}", seq, workflow.now())
+            )
+            await workflow.sleep(0.2)
+        return steps
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self, query: ProgressQuery) -> ProgressSnapshot:
+        events = [event for event in self._events if event.seq > query.after_seq]
+        last = self._events[-1] if self._events else None
+        return ProgressSnapshot(
+            step=last.step if last else "pending",
+            percent=last.percent if last else 0,
+            counters={},
+            last_seq=last.seq if last else 0,
+            events=events,
+        )
+
+
+async def test_a_workflow_without_progress_in_its_memo_is_followed_by_query(
+    api: Client, token: TokenFactory, temporal_client: TemporalClient, settings: Settings
+) -> None:
+    admin_claims_tenant = "00000000-0000-4000-8000-000000000000"
+    queue = settings.task_queue("legacy")
+    # Defined in this test module, which the sandbox would have to re-import: unsandboxed.
+    async with Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[LegacyProgress],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        handle = await temporal_client.start_workflow(
+            LegacyProgress.run,
+            5,
+            id=f"legacy-{uuid.uuid4().hex[:12]}",
+            task_queue=queue,
+            search_attributes=search_attributes(admin_claims_tenant, "legacy-test"),
+        )
+        stream = await api.get(f"/v1/operations/{handle.id}/events", headers=auth(token()))
+        events = await asyncio.wait_for(read_events(stream), 30)
+    assert [int(event_id) for event_id, _, _ in events] == [1, 2, 3, 4, 5, 6]
+    assert [data["step"] for _, kind, data in events if kind == "step"] == [
+        f"step{n}" for n in range(1, 6)
+    ]
+    assert events[-1][1] == "completed"
+    assert events[-1][2]["result"] == 5

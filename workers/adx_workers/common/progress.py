@@ -1,7 +1,9 @@
 """Progress reporting inside a workflow: a step name, a percent, counters and an event log.
 
 The log is workflow state, so its sequence numbers are deterministic; the API serves it
-through the ``progress`` query and as resumable SSE. The current step is also upserted as
+through the ``progress`` query and as resumable SSE. Each event is also upserted into the
+memo (``adx.progress``), which puts it into the history, where the API's SSE watch reads it
+without asking a worker. The current step is also upserted as
 the ``Step`` search attribute, so the Temporal UI and visibility queries show it.
 """
 
@@ -12,7 +14,13 @@ from collections.abc import Mapping
 from temporalio import workflow
 
 from adx_core.contracts import search
-from adx_core.contracts.progress import EventKind, ProgressEvent, ProgressSnapshot
+from adx_core.contracts.progress import (
+    PROGRESS_MEMO_KEY,
+    PROGRESS_MEMO_PATCH,
+    EventKind,
+    ProgressEvent,
+    ProgressSnapshot,
+)
 
 # Bounds the query answer and workflow memory; long-running workflows continue-as-new
 # well before this.
@@ -105,3 +113,5 @@ class ProgressTracker:
         )
         if len(self._events) > MAX_EVENTS:
             del self._events[0]
+        if workflow.patched(PROGRESS_MEMO_PATCH):
+            workflow.upsert_memo({PROGRESS_MEMO_KEY: self._events[-1]})
