@@ -111,6 +111,8 @@ class OperationWatch:
         self._nudge = asyncio.Event()
         # Known closed from the start: the first pass collects everything and finishes.
         self._closed = closed
+        # Set by the follower once it has read the history up to the close event.
+        self._read_to_close = False
         # Set once the history shows an event in the memo: then the query is not needed.
         self._memo_mode = False
         self._converter = converter
@@ -151,6 +153,7 @@ class OperationWatch:
     async def _run(self) -> None:
         follower = asyncio.create_task(self._follow_history())
         final_attempts = 0
+        queried = False
         try:
             while True:
                 try:
@@ -167,7 +170,10 @@ class OperationWatch:
                             log.warning("operation watch: final progress unanswered")
                         await self._finish()
                         return
-                    answered = self._memo_mode or await self._refresh(_QUERY_SECONDS)
+                    # Nothing is asked before the history has been read: it either holds
+                    # the events (the memo) or the task completions that call for a query.
+                    answered = self._memo_mode or not queried or await self._refresh(_QUERY_SECONDS)
+                    queried = True
                     self._synced.set()
                 except Exception as err:  # Temporal away, or a bug: keep the stream alive
                     log.warning("operation watch: upstream error", error=type(err).__name__)
@@ -193,7 +199,7 @@ class OperationWatch:
     async def _follow_history(self) -> None:
         """Read the workflow's history as it grows: take the progress events it carries
         in its memo, wake the query when it carries none, and note the close."""
-        while not self._closed:
+        while not self._read_to_close:
             try:
                 history = self._handle.fetch_history_events(wait_new_event=True, skip_archival=True)
                 async for event in history:
@@ -206,7 +212,7 @@ class OperationWatch:
                     elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                         self._nudge.set()
                     elif kind in _CLOSED:
-                        self._closed = True
+                        self._closed = self._read_to_close = True
                         self._nudge.set()
             except RPCError:
                 await asyncio.sleep(_RETRY_SECONDS)

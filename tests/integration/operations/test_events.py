@@ -217,7 +217,11 @@ async def test_unknown_foreign_and_malformed_streams_are_404_before_streaming(
 
 
 async def test_events_are_read_from_the_history_without_a_worker(
-    api: Client, token: TokenFactory, worker_with: WorkerFactory, resources: WorkerResources
+    api: Client,
+    token: TokenFactory,
+    worker_with: WorkerFactory,
+    resources: WorkerResources,
+    quick_reaper: None,
 ) -> None:
     """Each progress event is in the workflow's memo, so in its history: a stream opened
     after the workers are gone still gets every event and the final one, at once."""
@@ -227,6 +231,8 @@ async def test_events_are_read_from_the_history_without_a_worker(
         with_worker = await asyncio.wait_for(
             read_events(await api.get(operation["links"]["events"], headers=auth(admin))), 30
         )
+    await asyncio.sleep(1)  # the first stream's watch is gone: a new one starts from scratch
+    assert len(api.app[WATCHES]) == 0
     started = time.monotonic()
     stream = await api.get(operation["links"]["events"], headers=auth(admin))
     without = await asyncio.wait_for(read_events(stream), 30)
