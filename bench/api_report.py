@@ -571,10 +571,10 @@ def _sse_notes(sse: SsePart) -> list[str]:
         notes.append(
             f"Before the first operation closed, a change took {_ms(running.p50_ms)} ms at p50 "
             f"and {_ms(running.p99_ms)} ms at p99 to arrive; once operations were closing, "
-            f"{_ms(closing.p50_ms)} and {_ms(closing.p99_ms)} ms. At its close each watch "
-            "asks its operation once more, and a closed workflow's query is answered by "
-            "replaying its whole history on a worker, which queues the other operations' "
-            "queries behind it."
+            f"{_ms(closing.p50_ms)} and {_ms(closing.p99_ms)} ms. A watch takes the events "
+            "from the history's memo entries, so a closing workflow needs no query (which "
+            "for a closed workflow would mean replaying its history on a worker); the "
+            "final event waits only for a describe and the result."
         )
     control, followed = sse.unwatched_cpu, sse.cpu
     if control is not None and followed is not None:
@@ -586,9 +586,10 @@ def _sse_notes(sse: SsePart) -> list[str]:
             f"With nobody following them, the same operations took {sse.unwatched_seconds:.0f} "
             f"s (against {sse.streaming_seconds:.0f} s followed). Following them cost the "
             f"Temporal server {extra['temporal']:.1f} s of CPU more "
-            f"({extra['temporal'] / changes * 1000:.1f} ms per change: the history long polls "
-            f"and the queries) and the worker answering the queries {extra['bench api']:.1f} s "
-            f"more, besides the API's own {followed.cpu.get('api', 0.0):.1f} s."
+            f"({extra['temporal'] / changes * 1000:.1f} ms per change: mostly the history long "
+            f"polls) and the worker {extra['bench api']:.1f} s more (the few queries a watch "
+            "makes before the first memo entry shows), besides the API's own "
+            f"{followed.cpu.get('api', 0.0):.1f} s."
         )
     if sse.short_final:
         final = sse.final_delay.summary()
@@ -708,7 +709,8 @@ of an event is its receive time less its `at`, the workflow's time of the change
 Temporal server runs on this machine, so both clocks are the same); for the final event,
 less the operation's `updated_at` (its close). Every stream must carry the ids 1..N and the
 final event N+1, once each, in order. The yardstick: every {query_every} s the bench asks
-one ticker for its progress (the query each watch makes) and times the round trip. Then,
+one ticker for its progress (the query a watch would make without the memo) and times the
+round trip. Then,
 as a control, the same {operations} operations run once more with nobody following them.
 The API's Temporal RPCs come from its `/metrics`; CPU and RSS from psutil (RSS every
 0.25 s)."""
