@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowHistory
 from temporalio.common import HeaderCodecBehavior
 from temporalio.worker import Replayer, Worker
 
+from adx_core.contracts.progress import PROGRESS_MEMO_KEY
 from adx_core.contracts.tenants import CREATE_TENANT_STORAGE_ACTIVITY
 from adx_core.settings import Settings
 from adx_core.temporal.client import data_converter, interceptors
@@ -81,6 +83,32 @@ async def test_record_tenant_provisioning_success(
     final = await wait_for_status(api, token(), response.headers["Location"])
     assert final["status"] == "succeeded"
     await _save(temporal_client, final["id"], "tenant_provisioning_workflow--succeeded")
+
+
+@recording
+async def test_record_tenant_provisioning_with_progress_in_memo(
+    api: Client, token: TokenFactory, tenants_worker: Worker, temporal_client: TemporalClient
+) -> None:
+    """A run under the adx-progress-in-memo patch: the histories above predate it, and
+    replay with the patch off; this one replays the path with it on."""
+    response = await api.post("/v1/tenants", json=BODY, headers=auth(token()))
+    final = await wait_for_status(api, token(), response.headers["Location"])
+    assert final["status"] == "succeeded"
+    await _save(temporal_client, final["id"], "tenant_provisioning_workflow--progress-in-memo")
+
+
+def test_the_memo_history_carries_every_progress_event() -> None:
+    history = WorkflowHistory.from_json(
+        "memo", (HISTORIES / "tenant_provisioning_workflow--progress-in-memo.json").read_text()
+    )
+    modified = [
+        event
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED
+        and PROGRESS_MEMO_KEY
+        in event.workflow_properties_modified_event_attributes.upserted_memo.fields
+    ]
+    assert len(modified) == 16  # step_started and step_finished of the eight steps
 
 
 @recording
