@@ -37,10 +37,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError
 
-from adx_api.operations import TERMINAL, Operations, status_of
+from adx_api.operations import TERMINAL, Operations, owner_of, status_of
 from adx_api.problems import ProblemError
 from adx_core.auth import Claims
-from adx_core.contracts import search
 from adx_core.contracts.progress import (
     PROGRESS_MEMO_KEY,
     EventKind,
@@ -322,7 +321,7 @@ class OperationWatches:
         self._converter = client.data_converter
         self._poll = poll_seconds
         self._watches: dict[str, OperationWatch] = {}
-        self._starting: dict[str, asyncio.Future[OperationWatch]] = {}
+        self._starting: dict[str, asyncio.Future[OperationWatch | None]] = {}
         self._reapers: dict[str, asyncio.TimerHandle] = {}
 
     def __len__(self) -> int:
@@ -331,38 +330,46 @@ class OperationWatches:
     async def watch(self, operation_id: str, claims: Claims) -> OperationWatch:
         """The operation's watch, started if needed. Another tenant's operation is a 404,
         as on every operations route; an existing watch answers that without an RPC."""
-        watch = self._watches.get(operation_id)
-        if watch is None:
-            watch = await self._start(operation_id, claims)
-        if watch.tenant_id != claims.tenant_id:
-            raise ProblemError(404, "not-found", "no such operation")
-        return watch
+        while True:
+            watch = self._watches.get(operation_id) or await self._start(operation_id, claims)
+            if watch is None:
+                continue  # another tenant's caller looked it up first: look again
+            if watch.tenant_id != claims.tenant_id:
+                raise ProblemError(404, "not-found", "no such operation")
+            return watch
 
-    async def _start(self, operation_id: str, claims: Claims) -> OperationWatch:
-        # Subscribers arriving together share one describe and one watch.
+    async def _start(self, operation_id: str, claims: Claims) -> OperationWatch | None:
+        """Start the watch, unless the operation is not the caller's: then nothing is
+        started, and ``None`` tells the callers who waited on this lookup to try again
+        (a stranger probing an id must not make the owner's request fail)."""
         pending = self._starting.get(operation_id)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[OperationWatch] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[OperationWatch | None] = asyncio.get_running_loop().create_future()
         self._starting[operation_id] = future
+        watch: OperationWatch | None = None
         try:
-            handle, description = await self._operations.describe(operation_id, claims)
-            tenant = description.typed_search_attributes.get(search.TENANT_ID) or ""
-            closed = status_of(description) in TERMINAL
-            watch = OperationWatch(
-                self._operations, handle, tenant, self._poll, self._converter, closed=closed
-            )
-            watch.start()
-            self._watches[operation_id] = watch
-            self._schedule_reap(watch)  # stops it if its first subscriber never attaches
-            future.set_result(watch)
-            return watch
+            handle, description = await self._operations.describe_any(operation_id)
+            tenant = owner_of(description)
+            if tenant == claims.tenant_id:
+                closed = status_of(description) in TERMINAL
+                watch = OperationWatch(
+                    self._operations, handle, tenant, self._poll, self._converter, closed=closed
+                )
+                watch.start()
+                self._watches[operation_id] = watch
+                self._schedule_reap(watch)  # stops it if its first subscriber never attaches
         except BaseException as err:
             future.set_exception(err)
             future.exception()  # retrieved: waiters re-raise it, nobody else needs to
             raise
+        else:
+            future.set_result(watch)
         finally:
             del self._starting[operation_id]
+        if watch is None:
+            raise ProblemError(404, "not-found", "no such operation")
+        return watch
 
     @contextlib.asynccontextmanager
     async def subscribed(self, watch: OperationWatch) -> AsyncIterator[OperationWatch]:

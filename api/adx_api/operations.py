@@ -115,6 +115,11 @@ def search_attributes(owner_tenant_id: str, correlation_id: str) -> TypedSearchA
     )
 
 
+def owner_of(description: WorkflowExecution) -> str:
+    """The tenant an operation belongs to (its TenantId search attribute)."""
+    return description.typed_search_attributes.get(search.TENANT_ID) or ""
+
+
 def status_of(description: WorkflowExecution) -> str:
     if description.status is None:
         return "pending"
@@ -135,6 +140,15 @@ class Operations:
     async def describe(
         self, operation_id: str, claims: Claims
     ) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
+        handle, description = await self.describe_any(operation_id)
+        if owner_of(description) != claims.tenant_id:
+            raise ProblemError(404, "not-found", "no such operation")
+        return handle, description
+
+    async def describe_any(
+        self, operation_id: str
+    ) -> tuple[WorkflowHandle[Any, Any], WorkflowExecutionDescription]:
+        """The workflow behind an id, whoever owns it: the caller checks ``owner_of``."""
         handle = self._client.get_workflow_handle(validate_id(operation_id))
         try:
             description = await handle.describe()
@@ -142,8 +156,6 @@ class Operations:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise ProblemError(404, "not-found", "no such operation") from None
             raise  # the problem middleware answers 503 with Retry-After
-        if description.typed_search_attributes.get(search.TENANT_ID) != claims.tenant_id:
-            raise ProblemError(404, "not-found", "no such operation")
         return handle, description
 
     async def page(

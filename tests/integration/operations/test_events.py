@@ -301,3 +301,27 @@ async def test_a_workflow_without_progress_in_its_memo_is_followed_by_query(
     ]
     assert events[-1][1] == "completed"
     assert events[-1][2]["result"] == 5
+
+
+async def test_a_stranger_probing_an_id_does_not_fail_the_owners_stream(
+    api: Client, token: TokenFactory, tenants_worker: Worker
+) -> None:
+    """The owner and a stranger open the same operation's events at the same instant: the
+    stranger gets 404 and starts no watch, the owner streams as usual."""
+    admin = token()
+    operation = await start_tenant(api, admin, Prefer="wait=20")
+    stranger = auth(token(tenant_id=str(uuid.uuid4())))
+    url = operation["links"]["events"]
+    for first_is_stranger in (True, False):
+        answers = await asyncio.gather(
+            *(
+                api.get(url, headers=stranger if (n == 0) == first_is_stranger else auth(admin))
+                for n in range(6)
+            )
+        )
+        owners = [a for n, a in enumerate(answers) if (n == 0) != first_is_stranger]
+        strangers = [a for n, a in enumerate(answers) if (n == 0) == first_is_stranger]
+        assert all(answer.status == 404 for answer in strangers)
+        assert all(answer.status == 200 for answer in owners)
+        for answer in owners:
+            assert (await asyncio.wait_for(read_events(answer), 30))[-1][1] == "completed"
