@@ -30,6 +30,8 @@ from adx_core.sessions import session_is_active
 _DISCONNECT_CHECK_SECONDS = 5.0
 # How long a resuming client waits for a new watch to catch up before its answer.
 _SYNC_SECONDS = 3.0
+# The reconnect delay each stream announces (SSE `retry`): this plus up to as much again,
+# at random, so that clients cut off together do not all come back in the same instant.
 RETRY_BASE_MS = 1000
 # The query parameter an EventSource carries its stream token in.
 STREAM_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
@@ -200,7 +202,6 @@ async def operation_events(request: web.Request) -> web.StreamResponse:
         watches.subscribed(watch),
         sse_response(request, ping_interval=settings.sse_keepalive_seconds, headers=headers) as sse,
     ):
-        # Spread the reconnects of many clients after an API restart (SSE `retry`, ms).
         await sse.write(f"retry: {RETRY_BASE_MS + secrets.randbelow(RETRY_BASE_MS)}\n\n".encode())
         while True:
             changed = watch.signal()  # before reading, so no change slips between
