@@ -187,9 +187,9 @@ def _operations_paths() -> dict[str, Any]:
     return {
         "/v1/operations": {
             "get": {
-                "summary": "The caller's tenant's operations, newest first, filtered by type, "
-                "status and time, paginated by cursor. Items come from Temporal visibility: "
-                "`result` and `error` are null there (GET the operation for them)",
+                "summary": "The caller's tenant's operations, filtered by type, status and "
+                "time, paginated by cursor, in Temporal visibility's order. Items come from "
+                "visibility: `result` and `error` are null there (GET the operation for them)",
                 "operationId": "listOperations",
                 "parameters": [
                     _query(
