@@ -158,7 +158,7 @@ async def test_follow_yields_the_steps_then_completed(
 
 class CuttingProxy:
     """A reverse proxy in front of the API. It breaks the first event stream off after
-    ``cut_after`` events, announces ``retry`` on every stream, and records the
+    ``cut_after`` events, announcing ``retry`` just before the break, and records the
     Last-Event-ID of each stream request and when it came. With ``refuse_streams`` it
     answers every stream request with an HTML page, as a misconfigured proxy might; with
     ``unavailable_first`` it answers the first so many other requests 503."""
@@ -241,8 +241,6 @@ class CuttingProxy:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        if self.retry_ms is not None:
-            await response.write(f"retry: {self.retry_ms}\r\n\r\n".encode())
         cutting = self.cut_at is None
         parser, seen = SseParser(), 0
         async for chunk in upstream.content.iter_any():
@@ -254,6 +252,9 @@ class CuttingProxy:
                 seen += len(parser.feed(chunk[i : i + 1]))
                 if seen == self.cut_after:
                     await response.write(chunk[: i + 1])
+                    if self.retry_ms is not None:
+                        # Last, so that it overrides the API's own retry: at the stream's start.
+                        await response.write(f"retry: {self.retry_ms}\r\n\r\n".encode())
                     self.cut_at = asyncio.get_running_loop().time()
                     assert request.transport is not None
                     request.transport.close()  # no closing chunk: the client sees a break
