@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 
 from bench import api_sse, api_start, api_wait
@@ -21,6 +20,7 @@ from bench.api_results import (
     StartRounds,
 )
 from bench.load import PhaseResult
+from bench.page_section import PageSection
 from bench.stats import Summary, ratio
 
 HEADING = "## API for frontends (issue 6)"
@@ -761,20 +761,6 @@ def markdown(results: ApiResults) -> str:
     return "\n".join(out) + "\n"
 
 
-_SECTION = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-
-
-def extract_section(page: str) -> str | None:
-    found = _SECTION.search(page)
-    return found.group(0).rstrip("\n") + "\n" if found else None
-
-
-def replace_section(page: str, section: str) -> str:
-    """``page`` with its API section replaced by ``section`` (inserted before
-    "## How to run" if it has none)."""
-    if _SECTION.search(page):
-        return _SECTION.sub(lambda _: section + "\n", page, count=1)
-    marker = "## How to run"
-    if marker in page:
-        return page.replace(marker, section + "\n" + marker, 1)
-    return page.rstrip("\n") + "\n\n" + section
+_SECTION = PageSection(HEADING)
+extract_section = _SECTION.extract
+replace_section = _SECTION.replace

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 import platform
-import re
 from importlib import metadata
 from pathlib import Path
 
+from bench.page_section import PageSection
 from bench.storage import (
     FILE_SIZE,
     FILES,
@@ -571,20 +571,6 @@ def markdown(results: StorageResults) -> str:
     return "\n".join(out) + "\n"
 
 
-_SECTION = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-
-
-def extract_section(page: str) -> str | None:
-    found = _SECTION.search(page)
-    return found.group(0).rstrip("\n") + "\n" if found else None
-
-
-def replace_section(page: str, section: str) -> str:
-    """``page`` with its storage section replaced by ``section`` (inserted before
-    "## How to run" if it has none)."""
-    if _SECTION.search(page):
-        return _SECTION.sub(lambda _: section + "\n", page, count=1)
-    marker = "## How to run"
-    if marker in page:
-        return page.replace(marker, section + "\n" + marker, 1)
-    return page.rstrip("\n") + "\n\n" + section
+_SECTION = PageSection(HEADING)
+extract_section = _SECTION.extract
+replace_section = _SECTION.replace

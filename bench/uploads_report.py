@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import platform
-import re
 from importlib import metadata
 
 from adx_core.contracts.plans import PLANS, Plan
+from bench.page_section import PageSection
 from bench.stats import Series, Summary, ratio
 from bench.uploads import DIRECT_SCAN_SIZE, SIDE_BY_SIDE_ROUNDS, SMALL_SIZE, WARMUP_UPLOADS
 from bench.uploads_results import (
@@ -712,20 +712,6 @@ def markdown(results: UploadResults) -> str:
     return "\n".join(out) + "\n"
 
 
-_SECTION = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-
-
-def extract_section(page: str) -> str | None:
-    found = _SECTION.search(page)
-    return found.group(0).rstrip("\n") + "\n" if found else None
-
-
-def replace_section(page: str, section: str) -> str:
-    """``page`` with its uploads section replaced by ``section`` (inserted before
-    "## How to run" if it has none)."""
-    if _SECTION.search(page):
-        return _SECTION.sub(lambda _: section + "\n", page, count=1)
-    marker = "## How to run"
-    if marker in page:
-        return page.replace(marker, section + "\n" + marker, 1)
-    return page.rstrip("\n") + "\n\n" + section
+_SECTION = PageSection(HEADING)
+extract_section = _SECTION.extract
+replace_section = _SECTION.replace
