@@ -22,27 +22,21 @@ import secrets
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 from temporalio.client import Client
 from tests.support.processes import settings_env
-from tests.support.tenancy import seed_tenant
 
 from adx_cli.devstack.net import free_port
-from adx_core.auth import Role, mint_token
-from adx_core.contracts.plans import Plan
-from adx_core.contracts.tenants import PLATFORM_TENANT_ID
-from adx_core.db.engine import create_engine, create_sessions
+from adx_core.auth import Role
 from adx_core.temporal.client import connect
-from bench import api_sse, api_start, api_wait, load, stack
+from bench import api_sse, api_start, api_wait, callers, load, stack
 from bench.api_client import Caller
 from bench.api_results import ApiResults, SsePart
 from bench.procstat import Meter, Span
 
 EXTRA_ENV = {"ADX_RATE_LIMIT_REQUESTS": "0"}
-TOKEN_TTL = 3600
 WAIT_SECONDS = 30
 WARMUP = 3
 DRAIN_BUDGET_SECONDS = 45.0
@@ -93,28 +87,8 @@ async def _parts(
     results: ApiResults,
 ) -> None:
     client = await connect(st.settings, identity="adx-bench-api-client")
-    engine = create_engine(st.settings)
-    try:
-        tenant = await seed_tenant(
-            create_sessions(engine), plan=Plan.ENTERPRISE, members={"admin": Role.TENANT_ADMIN}
-        )
-    finally:
-        await engine.dispose()
-    admin = tenant.members["admin"]
-    admin_token = mint_token(
-        st.settings,
-        user_id=admin.user_id,
-        tenant_id=tenant.tenant_id,
-        roles=[admin.role],
-        ttl_seconds=TOKEN_TTL,
-    )
-    platform_token = mint_token(
-        st.settings,
-        user_id=str(uuid.uuid4()),
-        tenant_id=PLATFORM_TENANT_ID,
-        roles=[Role.PLATFORM_ADMIN],
-        ttl_seconds=TOKEN_TTL,
-    )
+    tenant_id, admin_token = await callers.seeded_member(st.settings, "admin", Role.TENANT_ADMIN)
+    platform_token = callers.platform_admin_token(st.settings)
     tag = secrets.token_hex(3)
     api = st.child("api")
     logs = [api, bench_api]
@@ -179,7 +153,7 @@ async def _parts(
                 subscribers=api_sse.OPERATIONS * api_sse.PER_OPERATION,
             )
             await api_sse.measure(
-                st.settings, client, st.api_url, tenant.tenant_id, admin_token, meter, results.sse
+                st.settings, client, st.api_url, tenant_id, admin_token, meter, results.sse
             )
 
         if not await part("warm-up", warm_up):
@@ -194,9 +168,7 @@ async def _parts(
             sse_part = results.sse
 
             async def unwatched() -> None:
-                await api_sse.measure_unwatched(
-                    st.settings, client, tenant.tenant_id, meter, sse_part
-                )
+                await api_sse.measure_unwatched(st.settings, client, tenant_id, meter, sse_part)
 
             await part("SSE control, nobody following", unwatched)
 

@@ -22,21 +22,16 @@ import subprocess
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 from tests.support.clamd import ClamdServer
 from tests.support.processes import settings_env
-from tests.support.tenancy import seed_tenant
 
 from adx_cli.devstack.clamd import find_clamd
-from adx_core.auth import Role, mint_token
-from adx_core.contracts.plans import Plan
-from adx_core.contracts.tenants import PLATFORM_TENANT_ID
-from adx_core.db.engine import create_engine, create_sessions
+from adx_core.auth import Role
 from adx_core.temporal.client import connect
-from bench import load, stack, uploads_large, uploads_small
+from bench import callers, load, stack, uploads_large, uploads_small
 from bench.uploads_client import UploadApi, describe_failure, small_body
 from bench.uploads_results import GIB, MIB, SMALL_UPLOADS, UploadResults
 
@@ -53,7 +48,6 @@ SCAN_MAX_BYTES = 4 * GIB - 1
 # Bounds each write to clamd and the wait for its verdict after the last byte; clamd
 # scans a stream only once it has all of it, and 1 GiB takes it tens of seconds here.
 SCAN_TIMEOUT_SECONDS = 120.0
-TOKEN_TTL = 3600
 
 
 def scanner_env(clamd: ClamdServer) -> dict[str, str]:
@@ -103,28 +97,8 @@ async def _parts(
     st: stack.Stack, clamd: ClamdServer, files_worker: stack.Child, results: UploadResults
 ) -> None:
     client = await connect(st.settings, identity="adx-bench-uploads")
-    engine = create_engine(st.settings)
-    try:
-        tenant = await seed_tenant(
-            create_sessions(engine), plan=Plan.ENTERPRISE, members={"uploader": Role.MEMBER}
-        )
-    finally:
-        await engine.dispose()
-    member = tenant.members["uploader"]
-    member_token = mint_token(
-        st.settings,
-        user_id=member.user_id,
-        tenant_id=tenant.tenant_id,
-        roles=[member.role],
-        ttl_seconds=TOKEN_TTL,
-    )
-    admin_token = mint_token(
-        st.settings,
-        user_id=str(uuid.uuid4()),
-        tenant_id=PLATFORM_TENANT_ID,
-        roles=[Role.PLATFORM_ADMIN],
-        ttl_seconds=TOKEN_TTL,
-    )
+    _, member_token = await callers.seeded_member(st.settings, "uploader", Role.MEMBER)
+    admin_token = callers.platform_admin_token(st.settings)
     assert clamd.pid is not None
     assert st.temporal.pid is not None
     assert st.postgres.pid is not None
