@@ -22,24 +22,14 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-    ChildWorkflowError,
-    FailureError,
-    TerminatedError,
-)
-from temporalio.exceptions import (
-    TimeoutError as TemporalTimeoutError,
-)
+from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from adx_api.problems import TYPE_BASE, ProblemError
 from adx_core.auth import Claims
 from adx_core.contracts import search
 from adx_core.contracts.progress import PROGRESS_QUERY, EventKind, ProgressQuery, ProgressSnapshot
+from adx_core.temporal.failures import summarize
 
 OPERATION_ID = re.compile(r"^[a-z][a-z0-9-]{2,80}$")
 # A worker answers in milliseconds; past this, report the Step search attribute instead.
@@ -103,16 +93,7 @@ class Operation:
 
 
 def search_attributes(owner_tenant_id: str, correlation_id: str) -> TypedSearchAttributes:
-    """What every operation is started with: the owning tenant (checked on every lookup),
-    the request's correlation id, and the first step."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(search.TENANT_ID, owner_tenant_id),
-            SearchAttributePair(search.CORRELATION_ID, correlation_id),
-            SearchAttributePair(search.STEP, "pending"),
-            SearchAttributePair(search.VARIANT, "default"),
-        ]
-    )
+    return search.start_attributes(owner_tenant_id, correlation_id)
 
 
 def owner_of(description: WorkflowExecution) -> str:
@@ -272,27 +253,14 @@ def summary_of(execution: WorkflowExecution) -> Operation:
 def describe_failure(cause: BaseException, step: str) -> dict[str, Any]:
     """A problem-shaped summary of why a workflow failed: the step and the root cause,
     never a stack trace."""
-    root = cause
-    while isinstance(root, ActivityError | ChildWorkflowError) and root.cause is not None:
-        root = root.cause
-    if isinstance(root, CancelledError):
-        kind, title = "cancelled", "The operation was cancelled"
-    elif isinstance(root, TerminatedError):
-        kind, title = "terminated", "The operation was terminated"
-    elif isinstance(root, TemporalTimeoutError):
-        kind, title = "timeout", "A step timed out"
-    elif isinstance(root, ApplicationError):
-        kind, title = root.type or "application-error", "A step failed"
-    else:
-        kind, title = "workflow-failed", "The operation failed"
-    detail = root.message if isinstance(root, FailureError) else str(root)
+    summary = summarize(cause)
     # Problem-shaped like every other error; ``code`` is the stable machine-readable kind.
     return {
-        "type": f"{TYPE_BASE}operation-{_kebab(kind)}",
-        "title": title,
-        "detail": detail,
+        "type": f"{TYPE_BASE}operation-{_kebab(summary.kind)}",
+        "title": summary.title,
+        "detail": summary.detail,
         "step": step,
-        "code": kind,
+        "code": summary.kind,
     }
 
 

@@ -39,6 +39,14 @@ def worker(name: str) -> None:
 
 
 @main.command()
+def operator() -> None:
+    """Run the operator for Tenant and StorageMigration resources (kubeconfig or in-cluster)."""
+    from adx_operator.runner import serve
+
+    run_role("operator", serve)
+
+
+@main.command()
 @click.option("--revision", default="head", show_default=True, help="Alembic revision.")
 def migrate(revision: str) -> None:
     """Apply the database migrations (as ADX_MIGRATION_DATABASE_URL's owner role)."""

@@ -157,6 +157,16 @@ class Settings(BaseSettings):
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int = Field(default=8090, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # The operator (`adx operator`): its probes and metrics, how often it mirrors a
+    # resource with a workflow in flight, how often it re-checks settled ones for drift,
+    # the namespaces it watches (empty: the whole cluster), and its peering: replicas with
+    # the same ClusterKopfPeering name elect one active operator ("" runs standalone).
+    operator_http_host: str = "127.0.0.1"
+    operator_http_port: int = Field(default=8095, ge=0, le=65535)
+    operator_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    operator_resync_seconds: float = Field(default=60.0, gt=0, le=3600)
+    operator_namespaces: Annotated[tuple[str, ...], NoDecode] = ()
+    operator_peering: str = Field(default="adx-operator", pattern=r"^([a-z0-9][a-z0-9.-]{0,251})?$")
     # Browser origins of the frontends allowed to call the API (CORS), comma-separated.
     cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # Per-tenant request budget: this many requests per window, then 429 with Retry-After.
@@ -291,7 +301,9 @@ class Settings(BaseSettings):
             return parse_codec_keys(value)
         return value
 
-    @field_validator("codec_allowed_origins", "cors_allowed_origins", mode="before")
+    @field_validator(
+        "codec_allowed_origins", "cors_allowed_origins", "operator_namespaces", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

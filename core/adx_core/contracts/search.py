@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 STEP = SearchAttributeKey.for_keyword("Step")
@@ -23,3 +23,16 @@ def registration() -> dict[str, str]:
     takes them."""
     types = {str: "Keyword", int: "Int"}
     return {key.name: types[key.origin_value_type] for key in ALL}
+
+
+def start_attributes(owner_tenant_id: str, correlation_id: str) -> TypedSearchAttributes:
+    """What every operation is started with, by the API or the operator: the owning tenant
+    (checked on every lookup), the correlation id, and the first step."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TENANT_ID, owner_tenant_id),
+            SearchAttributePair(CORRELATION_ID, correlation_id),
+            SearchAttributePair(STEP, "pending"),
+            SearchAttributePair(VARIANT, "default"),
+        ]
+    )

@@ -48,19 +48,26 @@ class TenantRepository:
         storage_prefix: str,
         storage_provider: str = "local",
     ) -> bool:
-        """Insert the tenant; ``False`` when a row with this id already exists (a retry)."""
+        """Insert the tenant; ``False`` when a row with this id already exists (a retry).
+
+        A row whose provisioning failed is taken over by a new attempt under the same id
+        (the operator retries a Tenant resource's failed provisioning under its uid): it
+        starts again as asked, and counts as created, so that its undo applies again."""
+        values = {
+            "slug": slug,
+            "display_name": display_name,
+            "plan": plan,
+            "status": status,
+            "storage_prefix": storage_prefix,
+            "storage_provider": storage_provider,
+        }
+        statement = insert(Tenant).values(id=tenant_id, **values)
         result = await self._session.execute(
-            insert(Tenant)
-            .values(
-                id=tenant_id,
-                slug=slug,
-                display_name=display_name,
-                plan=plan,
-                status=status,
-                storage_prefix=storage_prefix,
-                storage_provider=storage_provider,
+            statement.on_conflict_do_update(
+                index_elements=[Tenant.id],
+                set_={**values, "failure": None},
+                where=Tenant.status == "failed",
             )
-            .on_conflict_do_nothing(index_elements=[Tenant.id])
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
