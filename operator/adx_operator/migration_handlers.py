@@ -210,7 +210,7 @@ async def _observe_after(
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     resource = (GROUP, VERSION, MIGRATIONS)
 
-    @kopf.index(GROUP, VERSION, TENANTS, registry=registry)
+    @kopf.index(GROUP, VERSION, TENANTS, id="tenant_refs", registry=registry)
     def tenant_refs(
         namespace: str | None, name: str | None, status: kopf.Status, **_: Any
     ) -> dict[tuple[str, str], TenantRef]:
@@ -220,8 +220,8 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             )
         }
 
-    @kopf.on.resume(*resource, registry=registry)
-    @kopf.on.create(*resource, registry=registry)
+    @kopf.on.resume(*resource, id="migration_changed", registry=registry)
+    @kopf.on.create(*resource, id="migration_changed", registry=registry)
     async def migration_changed(
         body: kopf.Body,
         meta: kopf.Meta,
@@ -238,7 +238,9 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         )
         remember(memo, action is Do.NOTHING, meta.get("generation"))
 
-    @kopf.timer(*resource, interval=ctx.pacing.poll_seconds, registry=registry)
+    @kopf.timer(
+        *resource, interval=ctx.pacing.poll_seconds, id="migration_mirror", registry=registry
+    )
     async def migration_mirror(
         body: kopf.Body,
         meta: kopf.Meta,
@@ -257,7 +259,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         )
         remember(memo, action is Do.NOTHING, meta.get("generation"))
 
-    @kopf.on.delete(*resource, registry=registry)
+    @kopf.on.delete(*resource, id="migration_deleted", registry=registry)
     async def migration_deleted(
         body: kopf.Body,
         meta: kopf.Meta,

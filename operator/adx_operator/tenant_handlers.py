@@ -217,9 +217,9 @@ async def reconcile(
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     resource = (GROUP, VERSION, TENANTS)
 
-    @kopf.on.resume(*resource, registry=registry)
-    @kopf.on.create(*resource, registry=registry)
-    @kopf.on.update(*resource, field="spec", registry=registry)
+    @kopf.on.resume(*resource, id="tenant_changed", registry=registry)
+    @kopf.on.create(*resource, id="tenant_changed", registry=registry)
+    @kopf.on.update(*resource, field="spec", id="tenant_changed", registry=registry)
     async def tenant_changed(
         body: kopf.Body,
         meta: kopf.Meta,
@@ -234,7 +234,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         action = await reconcile(ctx, body=body, meta=meta, spec=spec, status=status, patch=patch)
         remember(memo, action.do is Do.NOTHING, meta.get("generation"))
 
-    @kopf.timer(*resource, interval=ctx.pacing.poll_seconds, registry=registry)
+    @kopf.timer(*resource, interval=ctx.pacing.poll_seconds, id="tenant_mirror", registry=registry)
     async def tenant_mirror(
         body: kopf.Body,
         meta: kopf.Meta,
@@ -251,7 +251,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         action = await reconcile(ctx, body=body, meta=meta, spec=spec, status=status, patch=patch)
         remember(memo, action.do is Do.NOTHING, meta.get("generation"))
 
-    @kopf.on.delete(*resource, registry=registry)
+    @kopf.on.delete(*resource, id="tenant_deleted", registry=registry)
     async def tenant_deleted(
         body: kopf.Body,
         meta: kopf.Meta,

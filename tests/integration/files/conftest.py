@@ -91,9 +91,13 @@ async def seed_tenant(
     files: int,
     size: int = 2048,
     unrecorded: int = 3,
+    tenant_id: str | None = None,
 ) -> SeededTenant:
     """An active tenant whose files live on ``store``: ``files`` objects with records, and
-    ``unrecorded`` more without (derived objects such as thumbnails)."""
+    ``unrecorded`` more without (derived objects such as thumbnails). With ``tenant_id``,
+    the files go to that tenant, provisioned elsewhere (by the operator's tests)."""
+    if tenant_id is not None:
+        return await _seed_files(owner_engine, store, tenant_id, files, size, unrecorded)
     tenant_id = str(uuid.uuid4())
     prefix = tenant_prefix(tenant_id)
     async with owner_engine.begin() as conn:
@@ -110,6 +114,18 @@ async def seed_tenant(
                 "provider": store.name,
             },
         )
+    return await _seed_files(owner_engine, store, tenant_id, files, size, unrecorded)
+
+
+async def _seed_files(
+    owner_engine: AsyncEngine,
+    store: StorageProvider,
+    tenant_id: str,
+    files: int,
+    size: int,
+    unrecorded: int,
+) -> SeededTenant:
+    prefix = tenant_prefix(tenant_id)
     await store.ensure_prefix(prefix)
     objects: dict[str, str] = {}
     recorded: list[str] = []
