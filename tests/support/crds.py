@@ -32,8 +32,10 @@ def schema_of(crd: dict[str, Any], version: str = "v1alpha1") -> dict[str, Any]:
 
 
 def problems(crd: dict[str, Any], obj: Any, old: Any = None) -> list[str]:
-    """Why the API server would refuse ``obj`` (an update of ``old`` when given)."""
-    schema = schema_of(crd)
+    """Why the API server would refuse ``obj`` (an update of ``old`` when given), against
+    the schema of the version its apiVersion names."""
+    version = str(obj.get("apiVersion", "")).rpartition("/")[2] if isinstance(obj, dict) else ""
+    schema = schema_of(crd, version or "v1alpha1")
     found = [
         f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
         for error in Draft202012Validator(schema).iter_errors(obj)
