@@ -20,6 +20,8 @@ ACTOR = "k8s:adx-operator"
 MEMO_UID = "adx.k8s.uid"
 MEMO_GENERATION = "adx.k8s.generation"
 MEMO_RESOURCE = "adx.k8s.resource"
+# The spec fields a provisioning run was started with (those only provisioning applies).
+MEMO_SPEC = "adx.k8s.spec"
 
 
 def upgrade_workflow_id(uid: str, generation: int) -> str:

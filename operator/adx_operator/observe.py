@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adx_core.contracts.progress import PROGRESS_MEMO_KEY, EventKind, ProgressEvent
 from adx_core.temporal.failures import summarize
-from adx_operator.naming import MEMO_GENERATION, MEMO_UID
+from adx_operator.naming import MEMO_GENERATION, MEMO_SPEC, MEMO_UID
 
 
 class RunState(StrEnum):
@@ -58,6 +58,8 @@ class WorkflowView:
     # Who started it, if the operator did: the resource's uid and generation (memo).
     uid: str | None = None
     generation: int | None = None
+    # What the operator asked of this run, as it recorded it in the memo.
+    requested: dict[str, Any] | None = None
 
     @property
     def ended(self) -> bool:
@@ -102,6 +104,7 @@ async def view(client: Client, workflow_id: str, run_id: str | None = None) -> W
         result=result,
         uid=memo.get(MEMO_UID) if isinstance(memo.get(MEMO_UID), str) else None,
         generation=generation if isinstance(generation, int) else None,
+        requested=memo.get(MEMO_SPEC) if isinstance(memo.get(MEMO_SPEC), dict) else None,
     )
 
 

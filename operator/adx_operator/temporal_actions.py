@@ -17,11 +17,18 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adx_core.contracts import search
 from adx_core.contracts.monitoring import STATUS_QUERY, MonitoringStatus, monitoring_workflow_id
-from adx_operator.naming import ACTOR, MEMO_GENERATION, MEMO_RESOURCE, MEMO_UID
+from adx_operator.naming import ACTOR, MEMO_GENERATION, MEMO_RESOURCE, MEMO_SPEC, MEMO_UID
 
 
-def memo_for(uid: str, generation: int, resource: str, subject_tenant_id: str) -> dict[str, Any]:
+def memo_for(
+    uid: str,
+    generation: int,
+    resource: str,
+    subject_tenant_id: str,
+    requested: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
+        **({MEMO_SPEC: requested} if requested is not None else {}),
         MEMO_UID: uid,
         MEMO_GENERATION: generation,
         MEMO_RESOURCE: resource,

@@ -43,7 +43,7 @@ from adx_operator.tenant_plan import (
     derive,
     plan,
 )
-from adx_operator.tenant_spec import TenantSpec, read_tenant, spec_problem
+from adx_operator.tenant_spec import TenantSpec, provisioning_fields, read_tenant, spec_problem
 
 
 async def observe(ctx: OperatorContext, tenant: TenantSpec, status: Any) -> TenantObserved:
@@ -128,7 +128,9 @@ async def apply(ctx: OperatorContext, tenant: TenantSpec, action: Action) -> boo
             workflow_id=provisioning_workflow_id(tenant.uid),
             task_queue=queue,
             owner_tenant_id=PLATFORM_TENANT_ID,
-            memo=temporal_actions.memo_for(tenant.uid, generation, "Tenant", tenant.uid),
+            memo=temporal_actions.memo_for(
+                tenant.uid, generation, "Tenant", tenant.uid, provisioning_fields(tenant)
+            ),
             # A failed attempt may be followed by one for a newer generation; a
             # completed one never runs twice.
             reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,

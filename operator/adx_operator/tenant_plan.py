@@ -18,7 +18,7 @@ from enum import StrEnum
 from adx_core.contracts.plans import Plan
 from adx_operator.conditions import Condition, truth
 from adx_operator.observe import Failure, RunState, WorkflowView
-from adx_operator.tenant_spec import TenantSpec
+from adx_operator.tenant_spec import TenantSpec, provisioning_fields
 
 
 class Phase(StrEnum):
@@ -181,6 +181,7 @@ def derive(spec: TenantSpec, observed: TenantObserved) -> TenantState:
             "PlanApplied" if plan_applied else _plan_reason(observed, provisioned),
             f"{plan_now.value} plan in effect" if plan_now else "",
         ),
+        _spec_applied(spec, observed.provisioning),
         Condition(
             "MonitoringPaused",
             truth(observed.monitoring_paused if provisioned else None),
@@ -225,6 +226,26 @@ def _derive_phase(spec: TenantSpec, observed: TenantObserved) -> TenantState:
         return TenantState(Phase.UPGRADING, None, None, None)
     shown = upgrade if upgrade is not None and upgrade.state is not RunState.ABSENT else None
     return TenantState(Phase.READY, None, shown or provisioning, None)
+
+
+def _spec_applied(spec: TenantSpec, provisioning: WorkflowView) -> Condition:
+    """displayName, admin and quotas take effect when the tenant is provisioned; no
+    workflow changes them afterwards, so an edit later is reported rather than ignored."""
+    if provisioning.state is not RunState.SUCCEEDED:
+        return Condition("SpecApplied", "Unknown", "NotProvisioned")
+    if provisioning.requested is None:
+        return Condition("SpecApplied", "Unknown", "NotRecorded")
+    wanted = provisioning_fields(spec)
+    changed = sorted(k for k, v in wanted.items() if provisioning.requested.get(k) != v)
+    if not changed:
+        return Condition("SpecApplied", "True", "Applied")
+    return Condition(
+        "SpecApplied",
+        "False",
+        "ProvisioningOnly",
+        f"{', '.join(changed)} take effect at provisioning and were changed since; "
+        "they stay as provisioned (plan and paused apply at any time)",
+    )
 
 
 def _ready_message(state: TenantState, spec: TenantSpec) -> str:

@@ -48,6 +48,20 @@ class TenantSpec:
     storage: StorageSpec | None
 
 
+def provisioning_fields(spec: TenantSpec) -> dict[str, Any]:
+    """The spec fields only provisioning applies: no workflow changes them later."""
+    quotas = spec.quotas
+    return {
+        "displayName": spec.display_name,
+        "admin": {"email": spec.admin_email, "name": spec.admin_name},
+        "quotas": {
+            camel: getattr(quotas, field)
+            for camel, field in QUOTA_FIELDS.items()
+            if quotas is not None and getattr(quotas, field) is not None
+        },
+    }
+
+
 def read_tenant(meta: Mapping[str, Any], spec: Mapping[str, Any]) -> TenantSpec:
     admin = spec.get("admin") or {}
     quotas = spec.get("quotas") or {}

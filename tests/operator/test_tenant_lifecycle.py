@@ -72,6 +72,7 @@ async def test_create_upgrade_pause_and_delete(
         "Ready": ("True", "Ready"),
         "Provisioned": ("True", "Provisioned"),
         "PlanApplied": ("True", "PlanApplied"),
+        "SpecApplied": ("True", "Applied"),
         "MonitoringPaused": ("False", "Running"),
     }
     assert FINALIZER in ready["metadata"]["finalizers"]
@@ -95,6 +96,20 @@ async def test_create_upgrade_pause_and_delete(
     assert upgraded["status"]["observedGeneration"] == 2
     assert conditions(upgraded)["PlanApplied"] == ("True", "PlanApplied")
     assert (await tenant_row(owner_engine, uid) or {})["plan"] == "pro"
+
+    # What only provisioning applies is reported when edited later, not silently dropped.
+    await kube.patch(TENANTS, "default", name, {"spec": {"displayName": "Renamed"}})
+    edited = await wait_for(
+        kube,
+        TENANTS,
+        "default",
+        name,
+        lambda o: conditions(o or {}).get("SpecApplied", ("", ""))[0] == "False",
+        what="SpecApplied to turn False",
+    )
+    assert edited is not None
+    assert conditions(edited)["SpecApplied"] == ("False", "ProvisioningOnly")
+    assert phase(edited) == "Ready"
 
     # Pause: the monitoring workflow is told, and status shows what it says.
     await kube.patch(TENANTS, "default", name, {"spec": {"paused": True}})

@@ -15,7 +15,7 @@ from adx_operator.naming import upgrade_generation, upgrade_workflow_id
 from adx_operator.observe import Failure, RunState, WorkflowView
 from adx_operator.status import changes
 from adx_operator.tenant_plan import Do, Phase, TenantObserved
-from adx_operator.tenant_spec import read_tenant, spec_problem
+from adx_operator.tenant_spec import provisioning_fields, read_tenant, spec_problem
 
 UID = "7d4b8c9e-1111-4222-8333-444455556666"
 
@@ -74,9 +74,25 @@ def test_ready_once_provisioned_with_its_conditions() -> None:
         "Ready": "True",
         "Provisioned": "True",
         "PlanApplied": "True",
+        "SpecApplied": "Unknown",
         "MonitoringPaused": "False",
     }
     assert tenant_plan.plan(tenant(), observed).do is Do.NOTHING
+
+
+def test_fields_only_provisioning_applies_are_reported_when_edited_later() -> None:
+    spec = tenant(quotas={"users": 20})
+    provisioned = WorkflowView(
+        "wf", RunState.SUCCEEDED, result={"plan": "free"}, requested=provisioning_fields(spec)
+    )
+    state = tenant_plan.derive(spec, TenantObserved(provisioned, monitoring_paused=False))
+    assert {c.type: c.reason for c in state.conditions}["SpecApplied"] == "Applied"
+    edited = tenant(generation=2, displayName="Acme Corp", quotas={"users": 30})
+    state = tenant_plan.derive(edited, TenantObserved(provisioned, monitoring_paused=False))
+    (applied,) = [c for c in state.conditions if c.type == "SpecApplied"]
+    assert (applied.status, applied.reason) == ("False", "ProvisioningOnly")
+    assert applied.message.startswith("displayName, quotas take effect at provisioning")
+    assert state.phase is Phase.READY
 
 
 def test_failed_provisioning_waits_for_a_new_generation() -> None:
