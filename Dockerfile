@@ -27,6 +27,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     ADX_API_HOST=0.0.0.0 \
     ADX_WORKER_HTTP_HOST=0.0.0.0 \
+    ADX_OPERATOR_HTTP_HOST=0.0.0.0 \
     ADX_STORAGE_ROOT=/var/lib/adx/storage
 # The wheels are bind-mounted from the builder, so they never become a layer of this image.
 # Versions are pinned by the wheels the builder made, so DL3013 does not apply.

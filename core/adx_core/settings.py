@@ -160,13 +160,15 @@ class Settings(BaseSettings):
     # The operator (`adx operator`): its probes and metrics, how often it mirrors a
     # resource with a workflow in flight, how often it re-checks settled ones for drift,
     # the namespaces it watches (empty: the whole cluster), and its peering: replicas with
-    # the same ClusterKopfPeering name elect one active operator ("" runs standalone).
+    # the same peering name elect one active operator. The peering object (a
+    # ClusterKopfPeering, or a KopfPeering in each watched namespace) must exist, or the
+    # operator waits for it; "" runs standalone, for a single replica.
     operator_http_host: str = "127.0.0.1"
     operator_http_port: int = Field(default=8095, ge=0, le=65535)
     operator_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     operator_resync_seconds: float = Field(default=60.0, gt=0, le=3600)
     operator_namespaces: Annotated[tuple[str, ...], NoDecode] = ()
-    operator_peering: str = Field(default="adx-operator", pattern=r"^([a-z0-9][a-z0-9.-]{0,251})?$")
+    operator_peering: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9.-]{0,251})?$")
     # Browser origins of the frontends allowed to call the API (CORS), comma-separated.
     cors_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # Per-tenant request budget: this many requests per window, then 429 with Retry-After.

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHistoryEventFilterType,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from adx_core.contracts.progress import PROGRESS_MEMO_KEY, EventKind, ProgressEvent
@@ -90,6 +95,8 @@ async def view(client: Client, workflow_id: str, run_id: str | None = None) -> W
     if state is RunState.SUCCEEDED:
         raw = await handle.result()
         result = raw if isinstance(raw, dict) else None
+    elif description.status == WorkflowExecutionStatus.TERMINATED:
+        failure = await _termination_of(handle, failed_step or step or "unknown")
     elif state in (RunState.FAILED, RunState.CANCELLED):
         failure = await _failure_of(handle, failed_step or step or "unknown")
     generation = memo.get(MEMO_GENERATION)
@@ -125,6 +132,17 @@ def _latest_event(raw: Any) -> ProgressEvent | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+async def _termination_of(handle: Any, step: str) -> Failure:
+    """A terminate's reason is in the closing history event (the failure the SDK raises
+    for it carries none): what an administrator wrote, worth showing."""
+    reason = ""
+    async for event in handle.fetch_history_events(
+        event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT
+    ):
+        reason = event.workflow_execution_terminated_event_attributes.reason
+    return Failure(step=step, reason="terminated", message=reason or "terminated")
 
 
 async def _failure_of(handle: Any, step: str) -> Failure:

@@ -39,10 +39,6 @@ def build_registry(ctx: OperatorContext) -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
 
-    @kopf.on.probe(id="temporal", registry=registry)
-    async def temporal_reachable(**_: Any) -> bool:
-        return await ctx.client.service_client.check_health()
-
     tenant_handlers.register(registry, ctx)
     migration_handlers.register(registry, ctx)
     return registry

@@ -1,10 +1,12 @@
 """``adx operator``: the kopf operator with its probes, against the current kubeconfig or
 the in-cluster service account.
 
-Peering: every replica joins the ClusterKopfPeering named by ADX_OPERATOR_PEERING, each
-with a random priority, so that exactly one of them acts and the others stand by (kopf
-pauses an operator that sees a peer of higher or equal priority). An empty name runs
-standalone, for a single replica or a laptop.
+Peering: with ADX_OPERATOR_PEERING set, every replica joins that peering (a
+ClusterKopfPeering when it watches the whole cluster, a KopfPeering per namespace
+otherwise), each with a random priority, so that exactly one of them acts and the others
+stand by (kopf pauses an operator that sees a peer of higher or equal priority). kopf does
+not create the peering object: whoever installs the operator does (the chart), and until
+it exists the operator waits. Empty (the default) runs standalone, for one replica.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ async def serve(settings: Settings, stop: asyncio.Event, options: RunOptions | N
             raise RuntimeError("not watching yet")
 
     async def temporal_reachable() -> None:
-        await client.service_client.check_health()
+        if not await client.service_client.check_health():
+            raise RuntimeError("Temporal reports itself unhealthy")
 
     app = web.Application()
     add_ops_routes(

@@ -124,6 +124,7 @@ async def apply(ctx: OperatorContext, tenant: TenantSpec, action: Action) -> boo
                 admin=TenantAdmin(email=tenant.admin_email, name=tenant.admin_name),
                 requested_by=ACTOR,
                 quotas=tenant.quotas,
+                monitoring_interval_seconds=ctx.settings.monitoring_interval_seconds,
             ),
             workflow_id=provisioning_workflow_id(tenant.uid),
             task_queue=queue,

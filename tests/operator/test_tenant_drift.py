@@ -123,3 +123,51 @@ async def test_what_the_deployment_cannot_do_is_a_failure_without_a_workflow(
     # Fixing the spec provisions it.
     await kube.patch(TENANTS, "default", name, {"spec": {"quotas": {"users": 20}}})
     await wait_for(kube, TENANTS, "default", name, lambda o: phase(o) == "Ready")
+
+
+async def test_a_workflow_terminated_behind_its_back_shows_as_failed(
+    kube: KubeHandle,
+    operators: OperatorFactory,
+    worker_with: WorkerFactory,
+    resources: WorkerResources,
+    temporal_client: Client,
+) -> None:
+    async with worker_with(slow_activation(resources, 5.0)):
+        operator = operators()
+        await operator.ready()
+        created = await kube.apply(tenant_manifest())
+        name, uid = created["metadata"]["name"], created["metadata"]["uid"]
+        await wait_for(kube, TENANTS, "default", name, lambda o: phase(o) == "Provisioning")
+        handle = temporal_client.get_workflow_handle(provisioning_workflow_id(uid))
+        await handle.terminate(reason="stopped by an administrator")
+        failed = await wait_for(kube, TENANTS, "default", name, lambda o: phase(o) == "Failed")
+        assert failed is not None
+        assert failed["status"]["failure"]["reason"] == "terminated"
+        assert failed["status"]["failure"]["message"] == "stopped by an administrator"
+
+
+async def test_changes_made_while_the_operator_was_down_are_acted_on_at_start(
+    kube: KubeHandle,
+    operators: OperatorFactory,
+    tenants_worker: object,
+) -> None:
+    first = operators()
+    await first.ready()
+    created = await kube.apply(tenant_manifest())
+    name = created["metadata"]["name"]
+    await wait_for(kube, TENANTS, "default", name, lambda o: phase(o) == "Ready")
+    await asyncio.to_thread(first.stop)
+
+    await kube.patch(TENANTS, "default", name, {"spec": {"plan": "enterprise"}})
+    second = operators()
+    await second.ready()
+    upgraded = await wait_for(
+        kube,
+        TENANTS,
+        "default",
+        name,
+        lambda o: phase(o) == "Ready" and (o or {})["status"].get("plan") == "enterprise",
+        what="the upgrade asked for while the operator was down",
+    )
+    assert upgraded is not None
+    assert upgraded["status"]["observedGeneration"] == 2

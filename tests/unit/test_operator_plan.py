@@ -16,6 +16,7 @@ from adx_operator.observe import Failure, RunState, WorkflowView
 from adx_operator.status import changes
 from adx_operator.tenant_plan import Do, Phase, TenantObserved
 from adx_operator.tenant_spec import provisioning_fields, read_tenant, spec_problem
+from tests.support.crds import load_crd, schema_of
 
 UID = "7d4b8c9e-1111-4222-8333-444455556666"
 
@@ -267,6 +268,27 @@ def test_migration_phases_follow_the_workflow(
         "bytesDone": 30,
         "bytesTotal": 100,
     }
+
+
+def test_every_spec_field_of_a_storage_migration_reaches_the_request() -> None:
+    crd = load_crd("storagemigrations.adx.dev")
+    fields = set(schema_of(crd)["properties"]["spec"]["properties"])
+    spec = {
+        "tenantRef": {"name": "acme"},
+        "source": "s3",
+        "target": "gcs",
+        "fallbackTargets": ["azure"],
+        "prefix": "invoices/2024/",
+        "batchSize": 7,
+        "deleteSource": True,
+    }
+    assert set(spec) == fields, "a CRD field the operator does not read (or the reverse)"
+    read = read_migration({"uid": "m-1", "name": "m", "namespace": "ns"}, spec)
+    request = read.request(UID)
+    assert read.tenant_name == "acme"
+    assert (request.source, request.target, request.fallback_targets) == ("s3", "gcs", ["azure"])
+    assert request.prefix == "invoices/2024/"
+    assert (request.batch_size, request.delete_source) == (7, True)
 
 
 def test_deleting_a_running_migration_cancels_it_first() -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
-from adx_core.contracts.storage import SPEC_FIELDS, FileMigrationRequest
 from adx_core.settings import Settings, SettingsError, StorageKind, load_settings
 from adx_core.storage import (
     LocalStorage,
@@ -20,12 +18,6 @@ from adx_core.storage import (
 from adx_core.storage.keys import validate_prefix
 
 TENANT = "5b0f3a52-1d1e-4c55-8f43-6f0a9f1c2d7e"
-
-
-def test_every_spec_field_of_the_custom_resource_is_a_request_field() -> None:
-    fields = {field.name for field in dataclasses.fields(FileMigrationRequest)}
-    assert set(SPEC_FIELDS.values()) <= fields
-    assert all(name[0].islower() and "_" not in name for name in SPEC_FIELDS)
 
 
 @pytest.mark.parametrize(

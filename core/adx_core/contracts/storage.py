@@ -1,8 +1,8 @@
 """Storage contracts: the idempotent storage activities and file_migration_workflow.
 
-``FileMigrationRequest`` is also the spec of the ``StorageMigration`` custom resource, and
-the migration's progress its status: the CRD in crds/ names the same fields in camelCase
-(see :data:`SPEC_FIELDS`), so the operator maps one onto the other without translation.
+The operator starts file_migration_workflow for a ``StorageMigration`` custom resource: its
+spec (camelCase in crds/) is read into a ``FileMigrationRequest`` by
+``adx_operator.migration_plan``, and the migration's progress counters become its status.
 """
 
 from __future__ import annotations
@@ -186,20 +186,6 @@ class MigrationResult:
     source_deleted: int
     failed_targets: list[TargetFailure] = field(default_factory=list)
     runs: int = 1
-
-
-# The StorageMigration custom resource's spec, field by field (camelCase as in the CRD).
-SPEC_FIELDS = {
-    "tenantId": "tenant_id",
-    "target": "target",
-    "fallbackTargets": "fallback_targets",
-    "source": "source",
-    "prefix": "prefix",
-    "batchSize": "batch_size",
-    "parallelism": "parallelism",
-    "deleteSource": "delete_source",
-    "targetAttempts": "target_attempts",
-}
 
 
 # --- activity inputs and outputs ---------------------------------------------------------
