@@ -18,6 +18,9 @@ class Pacing:
     resync_seconds: float = 60.0
     # How long a monitoring status query may take before the answer counts as unknown.
     query_seconds: float = 2.0
+    # How long a delete handler waits in itself for its clean-up workflow before it hands
+    # back to kopf for a retry (see deletion.py).
+    hold_seconds: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ reads of the API server per reconcile.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -22,6 +23,7 @@ from adx_core.contracts.storage import (
 )
 from adx_operator import temporal_actions
 from adx_operator.context import OperatorContext
+from adx_operator.deletion import hold_until_released
 from adx_operator.migration_plan import (
     Do,
     MigrationObserved,
@@ -171,7 +173,7 @@ async def reconcile(
     body: kopf.Body,
     meta: kopf.Meta,
     spec: kopf.Spec,
-    status: kopf.Status,
+    status: Mapping[str, Any],
     patch: kopf.Patch,
 ) -> Do:
     migration = read_migration(meta, spec)
@@ -239,7 +241,12 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         remember(memo, action is Do.NOTHING, meta.get("generation"))
 
     @kopf.timer(
-        *resource, interval=ctx.pacing.poll_seconds, id="migration_mirror", registry=registry
+        *resource,
+        interval=ctx.pacing.poll_seconds,
+        # As for Tenants: the create handler takes the first look alone.
+        initial_delay=ctx.pacing.poll_seconds,
+        id="migration_mirror",
+        registry=registry,
     )
     async def migration_mirror(
         body: kopf.Body,
@@ -268,14 +275,16 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         patch: kopf.Patch,
         **kwargs: Any,
     ) -> None:
-        action = await reconcile(
-            ctx, _index(kwargs), body=body, meta=meta, spec=spec, status=status, patch=patch
-        )
-        if action is not Do.RELEASE:
-            # The finalizer stays until the cancelled migration has rolled back.
-            raise kopf.TemporaryError(
-                f"rolling back: {action.value}", delay=ctx.pacing.poll_seconds
+        index = _index(kwargs)
+
+        async def attempt(shown: Mapping[str, Any]) -> bool:
+            action = await reconcile(
+                ctx, index, body=body, meta=meta, spec=spec, status=shown, patch=patch
             )
+            return action is Do.RELEASE
+
+        # The finalizer stays until the cancelled migration has rolled back.
+        await hold_until_released(attempt, status, patch, ctx.pacing, "the rollback")
 
 
 def _index(kwargs: dict[str, Any]) -> TenantIndex:

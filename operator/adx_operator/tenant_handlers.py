@@ -8,6 +8,7 @@ inputs and carries out its answer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -30,6 +31,7 @@ from adx_core.contracts.tenants import (
 )
 from adx_operator import temporal_actions
 from adx_operator.context import OperatorContext
+from adx_operator.deletion import hold_until_released
 from adx_operator.naming import ACTOR, GROUP, TENANTS, VERSION, upgrade_generation
 from adx_operator.naming import upgrade_workflow_id as upgrade_id
 from adx_operator.observe import RunState, WorkflowView, view
@@ -194,7 +196,7 @@ async def reconcile(
     body: kopf.Body,
     meta: kopf.Meta,
     spec: kopf.Spec,
-    status: kopf.Status,
+    status: Mapping[str, Any],
     patch: kopf.Patch,
 ) -> Action:
     tenant = read_tenant(meta, spec)
@@ -237,7 +239,15 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         action = await reconcile(ctx, body=body, meta=meta, spec=spec, status=status, patch=patch)
         remember(memo, action.do is Do.NOTHING, meta.get("generation"))
 
-    @kopf.timer(*resource, interval=ctx.pacing.poll_seconds, id="tenant_mirror", registry=registry)
+    @kopf.timer(
+        *resource,
+        interval=ctx.pacing.poll_seconds,
+        # The create handler takes a new resource's first look; a timer firing at the same
+        # moment would write the same status and announce the same phase twice.
+        initial_delay=ctx.pacing.poll_seconds,
+        id="tenant_mirror",
+        registry=registry,
+    )
     async def tenant_mirror(
         body: kopf.Body,
         meta: kopf.Meta,
@@ -263,9 +273,11 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         patch: kopf.Patch,
         **_: Any,
     ) -> None:
-        action = await reconcile(ctx, body=body, meta=meta, spec=spec, status=status, patch=patch)
-        if action.do is not Do.RELEASE:
-            # The finalizer stays until deprovisioning has completed.
-            raise kopf.TemporaryError(
-                f"deprovisioning: {action.do.value}", delay=ctx.pacing.poll_seconds
+        async def attempt(shown: Mapping[str, Any]) -> bool:
+            action = await reconcile(
+                ctx, body=body, meta=meta, spec=spec, status=shown, patch=patch
             )
+            return action.do is Do.RELEASE
+
+        # The finalizer stays until deprovisioning has completed.
+        await hold_until_released(attempt, status, patch, ctx.pacing, "deprovisioning")
