@@ -163,7 +163,7 @@ def migration_status(
     wanted["tenantId"] = tenant_id or previous.get("tenantId")
     if state.progress:
         wanted["progress"] = {**(previous.get("progress") or {}), **state.progress}
-    return changes(previous, wanted)
+    return wanted
 
 
 async def reconcile(
@@ -175,7 +175,8 @@ async def reconcile(
     spec: kopf.Spec,
     status: Mapping[str, Any],
     patch: kopf.Patch,
-) -> Do:
+) -> tuple[Do, dict[str, Any]]:
+    """One look: the action taken and the status it shows (written into ``patch``)."""
     migration = read_migration(meta, spec)
     tenant = tenant_of(index, migration)
     try:
@@ -189,7 +190,8 @@ async def reconcile(
         ) from err
     state = derive(migration, observed)
     tenant_id = tenant.tenant_id if tenant else None
-    diff = migration_status(migration, state, observed.workflow, tenant_id, status)
+    wanted = migration_status(migration, state, observed.workflow, tenant_id, status)
+    diff = changes(status, wanted)
     if diff:
         patch.status.update(diff)
     record_phase_change(
@@ -199,7 +201,7 @@ async def reconcile(
         state.failure,
         state.phase in (Phase.FAILED, Phase.ROLLED_BACK),
     )
-    return action
+    return action, wanted
 
 
 async def _observe_after(
@@ -235,10 +237,10 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     ) -> None:
         if meta.get("deletionTimestamp"):
             return
-        action = await reconcile(
+        action, wanted = await reconcile(
             ctx, _index(kwargs), body=body, meta=meta, spec=spec, status=status, patch=patch
         )
-        remember(memo, action is Do.NOTHING, meta.get("generation"))
+        remember(memo, action is Do.NOTHING, meta.get("generation"), wanted, action is Do.WAIT)
 
     @kopf.timer(
         *resource,
@@ -258,13 +260,19 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         **kwargs: Any,
     ) -> None:
         if meta.get("deletionTimestamp") or is_settled(
-            memo, meta.get("generation"), ctx.pacing.resync_seconds
+            memo, meta.get("generation"), status, ctx.pacing.resync_seconds
         ):
             return
-        action = await reconcile(
+        in_flight = memo.get("in_flight")
+        if in_flight:
+            workflow_id, run_id = in_flight
+            await temporal_actions.wait_for_close(
+                ctx.client, workflow_id, run_id, ctx.pacing.poll_seconds
+            )
+        action, wanted = await reconcile(
             ctx, _index(kwargs), body=body, meta=meta, spec=spec, status=status, patch=patch
         )
-        remember(memo, action is Do.NOTHING, meta.get("generation"))
+        remember(memo, action is Do.NOTHING, meta.get("generation"), wanted, action is Do.WAIT)
 
     @kopf.on.delete(*resource, id="migration_deleted", registry=registry)
     async def migration_deleted(
@@ -278,7 +286,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         index = _index(kwargs)
 
         async def attempt(shown: Mapping[str, Any]) -> bool:
-            action = await reconcile(
+            action, _ = await reconcile(
                 ctx, index, body=body, meta=meta, spec=spec, status=shown, patch=patch
             )
             return action is Do.RELEASE

@@ -73,15 +73,41 @@ def record_phase_change(
     kopf.event(body, type="Warning" if warning else "Normal", reason=phase, message=message[:1024])
 
 
-def remember(memo: kopf.Memo, settled: bool, generation: object) -> None:
+def remember(
+    memo: kopf.Memo,
+    settled: bool,
+    generation: object,
+    written: Mapping[str, Any],
+    in_flight: bool = False,
+) -> None:
+    # The run the timer may wait on before its next look (see wait_for_close).
+    run = (written.get("workflowId"), written.get("runId"))
+    memo["in_flight"] = run if in_flight and all(run) else None
     memo["settled"] = settled
     memo["settled_generation"] = generation
+    memo["written"] = dict(written)
     memo["checked_at"] = time.monotonic()
 
 
-def is_settled(memo: kopf.Memo, generation: object, resync_seconds: float) -> bool:
+def is_settled(
+    memo: kopf.Memo, generation: object, status: Mapping[str, Any], resync_seconds: float
+) -> bool:
     """A settled resource (nothing to do at its generation) is looked at only every
-    ``resync_seconds``, to notice drift; one with work in flight, at every tick."""
+    ``resync_seconds``, to notice drift; one with work in flight, at every tick.
+
+    Settled also needs the stored status to be the one the last look wrote. Handlers of
+    one resource can overlap (the create handler and the timer, a spec change), and kopf
+    merge-patches status without a resourceVersion: a status computed from an older look
+    can land after a newer one. The next tick then sees it and looks again."""
     if not memo.get("settled") or memo.get("settled_generation") != generation:
         return False
+    if not _shows(status, memo.get("written") or {}):
+        return False
     return time.monotonic() - float(memo.get("checked_at", 0.0)) < resync_seconds
+
+
+def _shows(status: Mapping[str, Any], written: Mapping[str, Any]) -> bool:
+    return all(
+        (key not in status) if value is None else status.get(key) == value
+        for key, value in written.items()
+    )

@@ -9,9 +9,15 @@ attempt is told apart from a newer one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -87,6 +93,15 @@ async def signal_monitoring(client: Client, tenant_id: str, signal: str) -> bool
             return False
         raise
     return True
+
+
+async def wait_for_close(client: Client, workflow_id: str, run_id: str, within: float) -> None:
+    """Return when the run closes (however it ends) or after ``within`` seconds: a
+    resource whose workflow is in flight then shows the end at once, not up to a poll
+    interval later."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    with contextlib.suppress(TimeoutError, RPCError, WorkflowFailureError):
+        await asyncio.wait_for(handle.result(follow_runs=False), within)
 
 
 async def cancel(client: Client, workflow_id: str, run_id: str | None) -> None:

@@ -176,6 +176,7 @@ async def apply(ctx: OperatorContext, tenant: TenantSpec, action: Action) -> boo
 
 
 def tenant_status(tenant: TenantSpec, state: TenantState, previous: Any) -> dict[str, Any]:
+    """The whole status this look shows (``None``: a field to remove)."""
     wanted = common_status(
         previous,
         phase=state.phase.value,
@@ -187,7 +188,7 @@ def tenant_status(tenant: TenantSpec, state: TenantState, previous: Any) -> dict
     wanted["tenantId"] = tenant.uid
     wanted["plan"] = state.plan.value if state.plan else previous.get("plan")
     wanted["monitoringPaused"] = state.monitoring_paused
-    return changes(previous, wanted)
+    return wanted
 
 
 async def reconcile(
@@ -198,7 +199,8 @@ async def reconcile(
     spec: kopf.Spec,
     status: Mapping[str, Any],
     patch: kopf.Patch,
-) -> Action:
+) -> tuple[Action, dict[str, Any]]:
+    """One look: the action taken and the status it shows (written into ``patch``)."""
     tenant = read_tenant(meta, spec)
     try:
         observed = await observe(ctx, tenant, status)
@@ -210,13 +212,14 @@ async def reconcile(
             f"Temporal: {err.message}", delay=ctx.pacing.poll_seconds * 5
         ) from err
     state = derive(tenant, observed)
-    diff = tenant_status(tenant, state, status)
+    wanted = tenant_status(tenant, state, status)
+    diff = changes(status, wanted)
     if diff:
         patch.status.update(diff)
     record_phase_change(
         body, status.get("phase"), state.phase.value, state.failure, state.phase is Phase.FAILED
     )
-    return action
+    return action, wanted
 
 
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
@@ -236,8 +239,11 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     ) -> None:
         if meta.get("deletionTimestamp"):
             return  # the delete handler owns a resource on its way out
-        action = await reconcile(ctx, body=body, meta=meta, spec=spec, status=status, patch=patch)
-        remember(memo, action.do is Do.NOTHING, meta.get("generation"))
+        action, wanted = await reconcile(
+            ctx, body=body, meta=meta, spec=spec, status=status, patch=patch
+        )
+        settled, waiting = action.do is Do.NOTHING, action.do is Do.WAIT
+        remember(memo, settled, meta.get("generation"), wanted, waiting)
 
     @kopf.timer(
         *resource,
@@ -258,11 +264,20 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         **_: Any,
     ) -> None:
         if meta.get("deletionTimestamp") or is_settled(
-            memo, meta.get("generation"), ctx.pacing.resync_seconds
+            memo, meta.get("generation"), status, ctx.pacing.resync_seconds
         ):
             return
-        action = await reconcile(ctx, body=body, meta=meta, spec=spec, status=status, patch=patch)
-        remember(memo, action.do is Do.NOTHING, meta.get("generation"))
+        in_flight = memo.get("in_flight")
+        if in_flight:
+            workflow_id, run_id = in_flight
+            await temporal_actions.wait_for_close(
+                ctx.client, workflow_id, run_id, ctx.pacing.poll_seconds
+            )
+        action, wanted = await reconcile(
+            ctx, body=body, meta=meta, spec=spec, status=status, patch=patch
+        )
+        settled, waiting = action.do is Do.NOTHING, action.do is Do.WAIT
+        remember(memo, settled, meta.get("generation"), wanted, waiting)
 
     @kopf.on.delete(*resource, id="tenant_deleted", registry=registry)
     async def tenant_deleted(
@@ -274,7 +289,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         **_: Any,
     ) -> None:
         async def attempt(shown: Mapping[str, Any]) -> bool:
-            action = await reconcile(
+            action, _ = await reconcile(
                 ctx, body=body, meta=meta, spec=spec, status=shown, patch=patch
             )
             return action.do is Do.RELEASE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import kopf
 import pytest
 
 from adx_core.contracts.plans import Plan
@@ -13,7 +14,7 @@ from adx_operator.conditions import Condition, merge
 from adx_operator.migration_plan import MigrationObserved, TenantRef, read_migration
 from adx_operator.naming import upgrade_generation, upgrade_workflow_id
 from adx_operator.observe import Failure, RunState, WorkflowView
-from adx_operator.status import changes
+from adx_operator.status import changes, is_settled, remember
 from adx_operator.tenant_plan import Do, Phase, TenantObserved
 from adx_operator.tenant_spec import provisioning_fields, read_tenant, spec_problem
 from tests.support.crds import load_crd, schema_of
@@ -297,3 +298,18 @@ def test_deleting_a_running_migration_cancels_it_first() -> None:
     ended = MigrationObserved(READY_TENANT, run(RunState.CANCELLED))
     assert migration_plan.plan(migration(deleting=True), ended) is migration_plan.Do.RELEASE
     assert migration_plan.plan(migration(), ended) is migration_plan.Do.NOTHING
+
+
+def test_a_stale_status_landing_after_a_settled_look_unsettles_the_resource() -> None:
+    memo = kopf.Memo()
+    written = {"phase": "Ready", "runId": "r2", "failure": None}
+    remember(memo, True, 3, written)
+    assert is_settled(memo, 3, {"phase": "Ready", "runId": "r2"}, 60)
+    # An older look's write (Provisioning) lands after the newer one: look again.
+    assert not is_settled(memo, 3, {"phase": "Provisioning", "runId": "r2"}, 60)
+    assert not is_settled(memo, 3, {"phase": "Ready", "runId": "r2", "failure": {}}, 60)
+    assert not is_settled(memo, 4, {"phase": "Ready", "runId": "r2"}, 60), "a new generation"
+    assert not is_settled(memo, 3, {"phase": "Ready", "runId": "r2"}, 0), "resync due"
+    remember(memo, False, 3, {"workflowId": "wf", "runId": "r3"}, in_flight=True)
+    assert memo["in_flight"] == ("wf", "r3")
+    assert not is_settled(memo, 3, {"workflowId": "wf", "runId": "r3"}, 60)
