@@ -21,7 +21,6 @@ import os
 import secrets
 import sys
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -34,7 +33,8 @@ from adx_core.temporal.client import connect
 from bench import api_sse, api_start, api_wait, callers, load, stack
 from bench.api_client import Caller
 from bench.api_results import ApiResults, SsePart
-from bench.procstat import Meter, Span
+from bench.parts import run_part
+from bench.procstat import Meter
 
 EXTRA_ENV = {"ADX_RATE_LIMIT_REQUESTS": "0"}
 WAIT_SECONDS = 30
@@ -113,20 +113,7 @@ async def _parts(
         on_bench = Caller(session, bench_url, admin_token, tag)
 
         async def part(name: str, run: Callable[[], Awaitable[None]]) -> bool:
-            print(f"api: {name}", flush=True)
-            results.load[name] = os.getloadavg()[0]
-            began = time.monotonic()
-            span = Span(meter)
-            try:
-                with span:
-                    await run()
-            except Exception as exc:  # reported; the next part still runs
-                _failed(results, name, exc, logs)
-                return False
-            finally:
-                results.seconds[name] = time.monotonic() - began
-                results.cpu[name] = span.result
-            return True
+            return await run_part(results, meter, logs, "api", name, run)
 
         async def warm_up() -> None:
             await _warm_up(tenants, on_api)
@@ -198,20 +185,3 @@ async def _drain(client: Client) -> None:
         if time.monotonic() >= deadline:
             raise RuntimeError(f"workflows still running after {DRAIN_BUDGET_SECONDS:.0f} s")
         await asyncio.sleep(0.2)
-
-
-def _failed(results: ApiResults, name: str, exc: BaseException, logs: list[stack.Child]) -> None:
-    what = "".join(traceback.format_exception_only(exc)).strip()
-    print(f"  {name} failed: {what}", file=sys.stderr, flush=True)
-    results.notes.append(f"**{name} failed**: {what}")
-    for child in logs:
-        errors = [line for line in child.tail(200).splitlines() if _is_error(line)]
-        if errors:
-            results.notes.append(
-                f"Last errors in the {child.name} log: " + " | ".join(e[:300] for e in errors[-3:])
-            )
-            print(f"  {child.name}: {errors[-1][:600]}", file=sys.stderr, flush=True)
-
-
-def _is_error(line: str) -> bool:
-    return any(mark in line for mark in ('"level": "error"', "Traceback"))

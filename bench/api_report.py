@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from bench import api_sse, api_start, api_wait
+from bench import api_sse, api_start, api_wait, parts
 from bench.api_results import (
     ADDED_P50_MS,
     ADDED_P99_MS,
@@ -405,18 +405,7 @@ CPU_HEADER = ["part", "wall s", *(f"{name} CPU s (%)" for name in CPU_PROCESSES)
 
 
 def cpu_rows(results: ApiResults) -> list[list[str]]:
-    rows = []
-    for name, span in results.cpu.items():
-        if span.wall < 1:
-            continue
-        cells = []
-        for process in CPU_PROCESSES:
-            seconds = span.cpu.get(process, math.nan)
-            cells.append(
-                "—" if math.isnan(seconds) else f"{seconds:.1f} ({seconds / span.wall:.0%})"
-            )
-        rows.append([name, f"{span.wall:.1f}", *cells])
-    return rows
+    return parts.cpu_rows(results.cpu, CPU_PROCESSES)
 
 
 # -- findings -----------------------------------------------------------------------------

@@ -403,7 +403,8 @@ is bounded by a count and a time budget; a phase cut short by its budget says so
 `--no-storage` skips them; `--storage-full-size` measures GCS's memory with 1 GiB too
 (the emulator then takes over a minute). `--uploads-only` runs only the upload benchmarks
 and rewrites only their section; `--no-uploads` skips them and keeps the section the page
-had.
+had. `--api-only` / `--no-api` and `--operator-only` / `--no-operator` do the same for the
+API and operator sections.
 """
 
 

@@ -24,6 +24,8 @@ from bench import (
     api_bench,
     api_report,
     load,
+    operator_bench,
+    operator_report,
     report,
     stack,
     storage,
@@ -33,6 +35,7 @@ from bench import (
 )
 from bench.api_results import ApiResults
 from bench.breakdown import breakdown
+from bench.operator_bench import OperatorResults
 from bench.procstat import Meter, Span
 from bench.uploads_results import UploadResults
 
@@ -72,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only the API benchmarks (issue 6); rewrites only the page's API section",
     )
     parser.add_argument("--no-api", action="store_true", help="skip the API benchmarks")
+    parts.add_argument(
+        "--operator-only",
+        action="store_true",
+        help="only the operator benchmark (issue 7); rewrites only the page's operator section",
+    )
+    parser.add_argument("--no-operator", action="store_true", help="skip the operator benchmark")
     parser.add_argument(
         "--storage-full-size",
         action="store_true",
@@ -82,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--no-uploads and --uploads-only exclude each other")
     if args.no_api and args.api_only:
         parser.error("--no-api and --api-only exclude each other")
+    if args.no_operator and args.operator_only:
+        parser.error("--no-operator and --operator-only exclude each other")
     return args
 
 
@@ -221,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.rounds_scale * (0.1 if args.quick else 1.0)
     rounds = scaled(scale)
     workdir = Path(tempfile.mkdtemp(prefix="adx-bench-"))
-    only = args.storage_only or args.uploads_only or args.api_only
+    only = args.storage_only or args.uploads_only or args.api_only or args.operator_only
     what = (
         "storage only"
         if args.storage_only
@@ -229,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.uploads_only
         else "api only"
         if args.api_only
+        else "operator only"
+        if args.operator_only
         else f"rounds {rounds}"
     )
     upload_results: UploadResults | None = None
     api_results: ApiResults | None = None
+    operator_results: OperatorResults | None = None
     print(f"ADX Core benchmarks, {what}, working in {workdir}", flush=True)
     try:
         with stack.servers(workdir) as st:
@@ -245,23 +259,36 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if not only:
                     asyncio.run(measure(st, rounds, results))
-                if not args.no_storage and not args.uploads_only and not args.api_only:
+                if not args.no_storage and not (
+                    args.uploads_only or args.api_only or args.operator_only
+                ):
                     results.storage = storage.StorageResults(
                         date=date, machine=storage_report.machine(results.machine)
                     )
                     asyncio.run(
                         storage.measure(st, results.storage, full_size=args.storage_full_size)
                     )
-                if not args.no_uploads and not args.storage_only and not args.api_only:
+                if not args.no_uploads and not (
+                    args.storage_only or args.api_only or args.operator_only
+                ):
                     upload_results = UploadResults(
                         date=date, machine=uploads_report.machine(results.machine)
                     )
                     asyncio.run(uploads.measure(st, upload_results))
-                if not args.no_api and not args.storage_only and not args.uploads_only:
+                if not args.no_api and not (
+                    args.storage_only or args.uploads_only or args.operator_only
+                ):
                     api_results = ApiResults(
                         date=date, machine=uploads_report.machine(results.machine)
                     )
                     asyncio.run(api_bench.measure(st, api_results))
+                if not args.no_operator and not (
+                    args.storage_only or args.uploads_only or args.api_only
+                ):
+                    operator_results = OperatorResults(
+                        date=date, machine=uploads_report.machine(results.machine)
+                    )
+                    asyncio.run(operator_bench.measure(st, operator_results, scale))
             finally:
                 for child in st.children:  # only if measure() failed before stopping them
                     child.stop()
@@ -279,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         print(uploads_report.terminal(upload_results))
     if api_results is not None:
         print(api_report.terminal(api_results))
+    if operator_results is not None:
+        print(operator_report.terminal(operator_results))
     print(f"total {results.total_seconds:.0f} s")
     if not args.no_write:
         if only:
@@ -291,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                 page = uploads_report.replace_section(page, uploads_report.markdown(upload_results))
             if api_results is not None:
                 page = api_report.replace_section(page, api_report.markdown(api_results))
+            if operator_results is not None:
+                page = operator_report.replace_section(
+                    page, operator_report.markdown(operator_results)
+                )
             report.write(args.output, page)
         else:
             page = report.markdown(results, rounds)
@@ -312,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             if measured is not None:
                 page = api_report.replace_section(page, measured)
+            operated = (
+                operator_report.markdown(operator_results)
+                if operator_results is not None
+                else operator_report.extract_section(old)  # --no-operator keeps them too
+            )
+            if operated is not None:
+                page = operator_report.replace_section(page, operated)
             report.write(args.output, page)
         print(f"wrote {args.output}")
     return 0

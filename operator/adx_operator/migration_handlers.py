@@ -25,6 +25,7 @@ from adx_operator import temporal_actions
 from adx_operator.context import OperatorContext
 from adx_operator.deletion import hold_until_released
 from adx_operator.migration_plan import (
+    IN_FLIGHT,
     Do,
     MigrationObserved,
     MigrationSpec,
@@ -240,7 +241,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         action, wanted = await reconcile(
             ctx, _index(kwargs), body=body, meta=meta, spec=spec, status=status, patch=patch
         )
-        remember(memo, action is Do.NOTHING, meta.get("generation"), wanted, action is Do.WAIT)
+        remember(memo, action is Do.NOTHING, meta.get("generation"), wanted, action in IN_FLIGHT)
 
     @kopf.timer(
         *resource,
@@ -272,7 +273,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         action, wanted = await reconcile(
             ctx, _index(kwargs), body=body, meta=meta, spec=spec, status=status, patch=patch
         )
-        remember(memo, action is Do.NOTHING, meta.get("generation"), wanted, action is Do.WAIT)
+        remember(memo, action is Do.NOTHING, meta.get("generation"), wanted, action in IN_FLIGHT)
 
     @kopf.on.delete(*resource, id="migration_deleted", registry=registry)
     async def migration_deleted(

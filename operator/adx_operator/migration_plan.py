@@ -99,6 +99,10 @@ class Do(StrEnum):
     RELEASE = "release"
 
 
+# After these the migration's workflow is in flight.
+IN_FLIGHT = frozenset({Do.START, Do.WAIT})
+
+
 @dataclass(frozen=True)
 class MigrationState:
     phase: Phase

@@ -12,6 +12,7 @@ it exists the operator waits. Empty (the default) runs standalone, for one repli
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass
 
@@ -37,6 +38,22 @@ class RunOptions:
     http_port: int | None = None
 
 
+class _QuietTimers(logging.Filter):
+    """kopf logs every timer run at INFO: one line per resource per poll, even idle.
+    Failures still pass (kopf logs them at WARNING and above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            record.levelno <= logging.INFO
+            and message.startswith("Timer ")
+            and message.endswith("succeeded.")
+        )
+
+
+_QUIET_TIMERS = _QuietTimers()
+
+
 def pacing(settings: Settings) -> Pacing:
     return Pacing(
         poll_seconds=settings.operator_poll_seconds,
@@ -46,6 +63,7 @@ def pacing(settings: Settings) -> Pacing:
 
 async def serve(settings: Settings, stop: asyncio.Event, options: RunOptions | None = None) -> None:
     options = options or RunOptions()
+    logging.getLogger("kopf.objects").addFilter(_QUIET_TIMERS)  # once: the same object
     client = await connect(settings, runtime=temporal_runtime(), identity="adx-operator")
     ctx = OperatorContext(settings, client, pacing(settings))
     ready = asyncio.Event()

@@ -9,7 +9,6 @@ attempt is told apart from a newer one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from temporalio.client import (
@@ -95,13 +94,18 @@ async def signal_monitoring(client: Client, tenant_id: str, signal: str) -> bool
     return True
 
 
-async def wait_for_close(client: Client, workflow_id: str, run_id: str, within: float) -> None:
-    """Return when the run closes (however it ends) or after ``within`` seconds: a
-    resource whose workflow is in flight then shows the end at once, not up to a poll
-    interval later."""
+async def wait_for_close(client: Client, workflow_id: str, run_id: str, within: float) -> bool:
+    """Return when the run closes (however it ends; ``True``) or after ``within`` seconds
+    (``False``): a resource whose workflow is in flight then shows the end at once, not up
+    to a poll interval later."""
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-    with contextlib.suppress(TimeoutError, RPCError, WorkflowFailureError):
+    try:
         await asyncio.wait_for(handle.result(follow_runs=False), within)
+    except WorkflowFailureError:
+        return True
+    except (TimeoutError, RPCError):
+        return False
+    return True
 
 
 async def cancel(client: Client, workflow_id: str, run_id: str | None) -> None:

@@ -37,6 +37,7 @@ from adx_operator.naming import upgrade_workflow_id as upgrade_id
 from adx_operator.observe import RunState, WorkflowView, view
 from adx_operator.status import changes, common_status, is_settled, record_phase_change, remember
 from adx_operator.tenant_plan import (
+    IN_FLIGHT,
     Action,
     Do,
     Phase,
@@ -222,6 +223,15 @@ async def reconcile(
     return action, wanted
 
 
+async def _closes_soon(ctx: OperatorContext, wanted: Mapping[str, Any]) -> bool:
+    workflow_id, run_id = wanted.get("workflowId"), wanted.get("runId")
+    if not (workflow_id and run_id):
+        return False
+    return await temporal_actions.wait_for_close(
+        ctx.client, str(workflow_id), str(run_id), ctx.pacing.poll_seconds
+    )
+
+
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     resource = (GROUP, VERSION, TENANTS)
 
@@ -242,7 +252,14 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         action, wanted = await reconcile(
             ctx, body=body, meta=meta, spec=spec, status=status, patch=patch
         )
-        settled, waiting = action.do is Do.NOTHING, action.do is Do.WAIT
+        if action.do in IN_FLIGHT and await _closes_soon(ctx, wanted):
+            # A short workflow (provisioning takes well under a second) shows its end in
+            # this handler's write instead of at the timer's next look.
+            shown = {**status, **(patch.get("status") or {})}
+            action, wanted = await reconcile(
+                ctx, body=body, meta=meta, spec=spec, status=shown, patch=patch
+            )
+        settled, waiting = action.do is Do.NOTHING, action.do in IN_FLIGHT
         remember(memo, settled, meta.get("generation"), wanted, waiting)
 
     @kopf.timer(
@@ -276,7 +293,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         action, wanted = await reconcile(
             ctx, body=body, meta=meta, spec=spec, status=status, patch=patch
         )
-        settled, waiting = action.do is Do.NOTHING, action.do is Do.WAIT
+        settled, waiting = action.do is Do.NOTHING, action.do in IN_FLIGHT
         remember(memo, settled, meta.get("generation"), wanted, waiting)
 
     @kopf.on.delete(*resource, id="tenant_deleted", registry=registry)

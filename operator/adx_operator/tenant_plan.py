@@ -56,6 +56,10 @@ class Do(StrEnum):
     RELEASE = "release"  # clean-up done: the finalizer may go
 
 
+# After these a workflow is in flight: worth waiting on its close.
+IN_FLIGHT = frozenset({Do.WAIT, Do.START_PROVISIONING, Do.START_UPGRADE, Do.START_DEPROVISIONING})
+
+
 @dataclass(frozen=True)
 class Action:
     do: Do
