@@ -4,9 +4,11 @@ and the status it shows, without Kubernetes or Temporal."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import kopf
 import pytest
+import yaml
 
 from adx_core.contracts.plans import Plan
 from adx_operator import migration_plan, tenant_plan
@@ -19,6 +21,7 @@ from adx_operator.tenant_plan import Do, Phase, TenantObserved
 from adx_operator.tenant_spec import provisioning_fields, read_tenant, spec_problem
 from tests.support.crds import load_crd, schema_of
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 UID = "7d4b8c9e-1111-4222-8333-444455556666"
 
 
@@ -313,3 +316,9 @@ def test_a_stale_status_landing_after_a_settled_look_unsettles_the_resource() ->
     remember(memo, False, 3, {"workflowId": "wf", "runId": "r3"}, in_flight=True)
     assert memo["in_flight"] == ("wf", "r3")
     assert not is_settled(memo, 3, {"workflowId": "wf", "runId": "r3"}, 60)
+
+
+def test_the_example_tenant_is_one_a_default_deployment_provisions() -> None:
+    example = yaml.safe_load((EXAMPLES / "tenant.yaml").read_text())
+    meta = {**example["metadata"], "uid": UID}
+    assert spec_problem(read_tenant(meta, example["spec"]), "local", ["local"]) is None
