@@ -102,8 +102,10 @@ def _plan(value: object) -> Plan | None:
 
 def _retry_due(view: WorkflowView, spec: TenantSpec) -> bool:
     """A failed attempt is retried only for a newer generation: editing the spec is how a
-    user says "try again", and a repeated event for the same one must not loop."""
-    return view.generation is None or spec.generation > view.generation
+    user says "try again", and a repeated event for the same one must not loop. A run
+    without the operator's memo (started through the API under the same id) is never
+    retried by the operator: it cannot tell which generation it answered."""
+    return view.generation is not None and spec.generation > view.generation
 
 
 def plan(spec: TenantSpec, observed: TenantObserved) -> Action:

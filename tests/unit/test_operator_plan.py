@@ -322,3 +322,10 @@ def test_the_example_tenant_is_one_a_default_deployment_provisions() -> None:
     example = yaml.safe_load((EXAMPLES / "tenant.yaml").read_text())
     meta = {**example["metadata"], "uid": UID}
     assert spec_problem(read_tenant(meta, example["spec"]), "local", ["local"]) is None
+
+
+def test_a_failed_run_without_the_operators_memo_is_never_retried_in_a_loop() -> None:
+    # tenant_deprovisioning_workflow started through the API under the same id, failed.
+    api_started = run(RunState.FAILED, generation=None)
+    deleting = TenantObserved(PROVISIONED, deprovisioning=api_started)
+    assert tenant_plan.plan(tenant(generation=5, deleting=True), deleting).do is Do.NOTHING
