@@ -95,10 +95,13 @@ async def view(client: Client, workflow_id: str, run_id: str | None = None) -> W
     if state is RunState.SUCCEEDED:
         raw = await handle.result()
         result = raw if isinstance(raw, dict) else None
-    elif description.status == WorkflowExecutionStatus.TERMINATED:
-        failure = await _termination_of(handle, failed_step or step or "unknown")
     elif state in (RunState.FAILED, RunState.CANCELLED):
-        failure = await _failure_of(handle, failed_step or step or "unknown")
+        if failed_step is None and event is not None:
+            failed_step = await _failed_step(client, handle)
+        if description.status == WorkflowExecutionStatus.TERMINATED:
+            failure = await _termination_of(handle, failed_step or step or "unknown")
+        else:
+            failure = await _failure_of(handle, failed_step or step or "unknown")
     generation = memo.get(MEMO_GENERATION)
     return WorkflowView(
         workflow_id=workflow_id,
@@ -132,6 +135,26 @@ def _latest_event(raw: Any) -> ProgressEvent | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+async def _failed_step(client: Client, handle: Any) -> str | None:
+    """The step whose failure ended the run. The memo holds only the newest progress
+    event, which after a failure is usually the saga's clean-up; every earlier one is in
+    the history, one memo upsert each. Read only for a run that ended badly, whose history
+    no longer changes."""
+    step: str | None = None
+    async for event in handle.fetch_history_events():
+        if not event.HasField("workflow_properties_modified_event_attributes"):
+            continue
+        fields = event.workflow_properties_modified_event_attributes.upserted_memo.fields
+        if PROGRESS_MEMO_KEY not in fields:
+            continue
+        (progress,) = await client.data_converter.decode(
+            [fields[PROGRESS_MEMO_KEY]], [ProgressEvent]
+        )
+        if progress.kind == EventKind.STEP_FAILED:
+            step = progress.step
+    return step
 
 
 async def _termination_of(handle: Any, step: str) -> Failure:

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import asyncio
 
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
-from adx_core.contracts.tenants import provisioning_workflow_id
+from adx_core.contracts.tenants import (
+    SETUP_TENANT_DATABASE_ACTIVITY,
+    TenantDatabaseInput,
+    TenantDatabaseResult,
+    provisioning_workflow_id,
+)
 from adx_workers.resources import WorkerResources
 from tests.integration.operations.conftest import slow_activation
 from tests.operator.conftest import (
@@ -171,3 +178,28 @@ async def test_changes_made_while_the_operator_was_down_are_acted_on_at_start(
     )
     assert upgraded is not None
     assert upgraded["status"]["observedGeneration"] == 2
+
+
+async def test_the_failed_step_is_named_even_after_the_saga_cleaned_up(
+    kube: KubeHandle, operators: OperatorFactory, worker_with: WorkerFactory
+) -> None:
+    @activity.defn(name=SETUP_TENANT_DATABASE_ACTIVITY)
+    async def full_disk(request: TenantDatabaseInput) -> TenantDatabaseResult:
+        raise ApplicationError(
+            "no space left for the tenant's tables", type="DiskFull", non_retryable=True
+        )
+
+    async with worker_with(full_disk):
+        operator = operators()
+        await operator.ready()
+        created = await kube.apply(tenant_manifest())
+        failed = await wait_for(
+            kube, TENANTS, "default", created["metadata"]["name"], lambda o: phase(o) == "Failed"
+        )
+    assert failed is not None
+    # The record was made and undone before the run ended; the step is still the one that failed.
+    assert failed["status"]["failure"] == {
+        "step": "setup_database",
+        "reason": "DiskFull",
+        "message": "no space left for the tenant's tables",
+    }
