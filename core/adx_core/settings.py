@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=0, le=65535)
     worker_http_host: str = "127.0.0.1"
     worker_http_port: int = Field(default=8090, ge=0, le=65535)
+    # Worker Versioning: with a build id (the image tag, set by the chart), every worker
+    # joins the Worker Deployment adx-<service> as that version, short workflows pin to the
+    # version that started them and monitoring moves to the current one. Unset (make dev, a
+    # single unversioned fleet), workers poll their task queues as plain workers.
+    worker_build_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # The operator (`adx operator`): its probes and metrics, how often it mirrors a
     # resource with a workflow in flight, how often it re-checks settled ones for drift,

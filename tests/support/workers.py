@@ -7,12 +7,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from adx_workers.files import worker as files_worker
 from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
-from adx_workers.tenants.worker import WORKFLOWS, activities_for
+from adx_workers.tenants.worker import activities_for, workflows
 
 WorkerFactory = Callable[..., Worker]
 
@@ -27,6 +27,7 @@ def tenants_worker_with(
     resources: WorkerResources,
     task_queue: str,
     overrides: Sequence[Callable[..., Any]],
+    deployment_config: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     activities = {activity_name(a): a for a in activities_for(resources)}
     for fake in overrides:
@@ -35,7 +36,8 @@ def tenants_worker_with(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
+        workflows=workflows(versioned=deployment_config is not None),
+        deployment_config=deployment_config,
         activities=list(activities.values()),
         workflow_runner=workflow_runner(),
         # Fakes that wait for a cancel learn of it on their next heartbeat; don't throttle.

@@ -24,6 +24,7 @@ from adx_workers.files.upload import FileUploadWorkflow
 from adx_workers.files.upload_activities import UploadActivities
 from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
+from adx_workers.versioning import deployment_config
 
 WORKFLOWS = [
     FileUploadWorkflow,
@@ -61,4 +62,5 @@ def build_worker(
         # Each migration batch and each scan streams with its own bounded parallelism;
         # thumbnails and analysis run in threads.
         max_concurrent_activities=16,
+        deployment_config=deployment_config(resources.settings, "files"),
     )

@@ -11,10 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from adx_workers.monitoring.activities import MonitoringActivities
-from adx_workers.monitoring.workflows import TenantMonitoringWorkflow
+from adx_workers.monitoring.workflows import (
+    AutoUpgradingTenantMonitoringWorkflow,
+    TenantMonitoringWorkflow,
+)
 from adx_workers.resources import WorkerResources
 
 WORKFLOWS: list[type] = [TenantMonitoringWorkflow]
+
+
+def workflows(versioned: bool) -> list[type]:
+    """A versioned worker registers monitoring as AUTO_UPGRADE (see its definition)."""
+    return [AutoUpgradingTenantMonitoringWorkflow] if versioned else WORKFLOWS
 
 
 def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from adx_core.contracts.monitoring import (
@@ -410,3 +410,19 @@ def _error_type(err: ActivityError) -> str | None:
 
 
 __all__ = ["TenantMonitoringWorkflow", "crossings", "valid_interval"]
+
+
+# The same workflow for a versioned worker, where it declares AUTO_UPGRADE: it runs for the
+# tenant's whole life and moves to each new current version at its next task (its changes
+# go behind workflow.patched), while the short workflows stay pinned to the version that
+# started them. An unversioned worker may not declare a behaviour at all (the server
+# refuses the task), hence two definitions of one workflow type.
+@workflow.defn(name=TENANT_MONITORING_WORKFLOW, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+class AutoUpgradingTenantMonitoringWorkflow(TenantMonitoringWorkflow):
+    @workflow.init
+    def __init__(self, data: TenantMonitoringData) -> None:
+        super().__init__(data)
+
+    @workflow.run
+    async def run(self, data: TenantMonitoringData) -> MonitoringResult:
+        return await super().run(data)

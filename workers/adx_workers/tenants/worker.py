@@ -19,13 +19,19 @@ from adx_workers.tenants.activities import TenantActivities
 from adx_workers.tenants.deprovisioning import TenantDeprovisioningWorkflow
 from adx_workers.tenants.removal import RemovalActivities
 from adx_workers.tenants.workflows import TenantProvisioningWorkflow
+from adx_workers.versioning import deployment_config
 
-WORKFLOWS: list[type] = [
-    TenantProvisioningWorkflow,
-    TenantDeprovisioningWorkflow,
-    *monitoring.WORKFLOWS,
-    *billing.WORKFLOWS,
-]
+
+def workflows(versioned: bool = False) -> list[type]:
+    return [
+        TenantProvisioningWorkflow,
+        TenantDeprovisioningWorkflow,
+        *monitoring.workflows(versioned),
+        *billing.WORKFLOWS,
+    ]
+
+
+WORKFLOWS: list[type] = workflows()
 
 
 def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
@@ -41,11 +47,13 @@ def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
 def build_worker(
     client: Client, resources: WorkerResources, task_queue: str = TASK_QUEUE
 ) -> Worker:
+    versioning = deployment_config(resources.settings, "tenants")
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
+        workflows=workflows(versioned=versioning is not None),
         activities=activities_for(resources),
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=resources.graceful_shutdown,
+        deployment_config=versioning,
     )

@@ -16,6 +16,7 @@ from adx_workers.users.workflows import (
     UserOnboardingWorkflow,
     UserUpdateWorkflow,
 )
+from adx_workers.versioning import deployment_config
 
 WORKFLOWS = [UserOnboardingWorkflow, UserUpdateWorkflow, TenantSwitchWorkflow]
 
@@ -39,4 +40,5 @@ def build_worker(
         activities=[*activities.all(), notifications.send_notification],
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=resources.graceful_shutdown,
+        deployment_config=deployment_config(resources.settings, "users"),
     )
