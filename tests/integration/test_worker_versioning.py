@@ -10,7 +10,10 @@ import uuid
 from contextlib import AsyncExitStack
 from typing import Any
 
+import pytest
+from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from adx_core.contracts.monitoring import PAUSE_SIGNAL, monitoring_workflow_id
 from adx_core.contracts.plans import Plan
@@ -24,6 +27,10 @@ from adx_core.contracts.tenants import (
 from adx_core.settings import Settings
 from adx_core.temporal import deployments
 from adx_workers.resources import WorkerResources
+from adx_workers.rollout import PromotionRefusedError, promote
+from adx_workers.tenants import worker as tenants
+from adx_workers.tenants.worker import build_worker as build_tenants_worker
+from adx_workers.tenants.workflows import TenantProvisioningWorkflow
 from adx_workers.versioning import deployment_config, deployment_name
 from tests.integration.operations.conftest import slow_activation
 from tests.support.workers import tenants_worker_with
@@ -117,3 +124,55 @@ async def test_pinned_executions_stay_on_their_build_through_promotion_and_rollb
         await second.result()
         assert deployments.execution_build_id(await second.describe()) == "build-b"
         await third.result()
+
+
+# Build B's "code" for the gate: provisioning that now waits before its first step, a
+# change that cannot replay an execution already past it (non-deterministic).
+@workflow.defn(name=TENANT_PROVISIONING_WORKFLOW, sandboxed=False)
+class ReorderedProvisioning:
+    @workflow.run
+    async def run(self, request: TenantCreationRequest) -> None:
+        await workflow.sleep(1)
+
+
+async def test_the_replay_gate_refuses_a_non_deterministic_build_and_keeps_the_current_one(
+    settings: Settings, temporal_client: Client, resources: WorkerResources
+) -> None:
+    name = deployment_name(settings, "tenants")
+    queue = settings.task_queue("tenants")
+    async with AsyncExitStack() as stack:
+        for build_id in ("build-a", "build-b"):
+            versioned = dataclasses.replace(resources, settings=build(settings, build_id))
+            await stack.enter_async_context(build_tenants_worker(temporal_client, versioned, queue))
+            await deployments.wait_for_version(temporal_client, name, build_id, 30)
+        await deployments.set_current(temporal_client, name, "build-a")
+        await (await provision(temporal_client, settings)).result()
+
+        # Every other workflow of the worker as it is, provisioning changed.
+        unchanged = [
+            w for w in tenants.workflows(versioned=True) if w is not TenantProvisioningWorkflow
+        ]
+        with pytest.raises(PromotionRefusedError) as refused:
+            await promote(
+                temporal_client,
+                settings,
+                "tenants",
+                "build-b",
+                [ReorderedProvisioning, *unchanged],
+                runner=UnsandboxedWorkflowRunner(),
+            )
+        failures = refused.value.result.failures
+        assert {f.workflow_type for f in failures} == {TENANT_PROVISIONING_WORKFLOW}
+        assert "build-b not promoted" in str(refused.value)
+        state = await deployments.describe(temporal_client, name)
+        assert state is not None
+        assert state.current_build_id == "build-a"
+
+        # B's real code replays the same histories, so it is promoted.
+        passed = await promote(
+            temporal_client, settings, "tenants", "build-b", tenants.workflows(versioned=True)
+        )
+        assert passed.replayed >= 1
+        state = await deployments.describe(temporal_client, name)
+        assert state is not None
+        assert state.current_build_id == "build-b"
