@@ -1,0 +1,53 @@
+"""Render the charts offline with Helm's Go SDK and parse what they produce."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "adx-core"
+CRDS_CHART = ROOT / "helm" / "adx-core-crds"
+CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
+# The Kubernetes version every manifest is validated against (and the chart linted for).
+KUBE_VERSION = "1.33.0"
+RELEASE = "adx"
+NAMESPACE = "adx-system"
+WORKERS = ("tenants", "files", "users")
+
+Manifest = dict[str, Any]
+
+
+@cache
+def load_chart(path: Path) -> helm.Chart:
+    return helm.Chart.load(path)
+
+
+def render(values: dict[str, Any] | None = None, chart: Path = CHART) -> dict[str, str]:
+    """Template path -> rendered text, as `helm template` would print it."""
+    return load_chart(chart).render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+
+
+def manifests(rendered: dict[str, str]) -> list[Manifest]:
+    """Every object of a render; NOTES.txt is text, not a manifest."""
+    objects: list[Manifest] = []
+    for path, text in rendered.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects
+
+
+def of_kind(objects: list[Manifest], kind: str) -> Iterator[Manifest]:
+    return (obj for obj in objects if obj["kind"] == kind)
+
+
+def values_file(path: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load(path.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
