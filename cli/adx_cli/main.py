@@ -7,6 +7,7 @@ import asyncio
 import click
 
 from adx_cli.ops import ops
+from adx_cli.rollout import rollout
 from adx_cli.runtime import run_role, settings_or_exit
 from adx_core.auth import Role, mint_token
 
@@ -17,6 +18,7 @@ def main() -> None:
 
 
 main.add_command(ops)
+main.add_command(rollout)
 
 
 @main.command()

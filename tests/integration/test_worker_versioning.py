@@ -11,17 +11,23 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from temporalio import workflow
+from click.testing import CliRunner, Result
+from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner
 
+from adx_cli.main import main
 from adx_core.contracts.monitoring import PAUSE_SIGNAL, monitoring_workflow_id
 from adx_core.contracts.plans import Plan
 from adx_core.contracts.tenants import (
     PLATFORM_TENANT_ID,
     TENANT_PROVISIONING_WORKFLOW,
+    VALIDATE_TENANT_REQUEST_ACTIVITY,
     TenantAdmin,
     TenantCreationRequest,
+    TenantValidationInput,
+    TenantValidationResult,
     provisioning_workflow_id,
 )
 from adx_core.settings import Settings
@@ -33,6 +39,7 @@ from adx_workers.tenants.worker import build_worker as build_tenants_worker
 from adx_workers.tenants.workflows import TenantProvisioningWorkflow
 from adx_workers.versioning import deployment_config, deployment_name
 from tests.integration.operations.conftest import slow_activation
+from tests.support.processes import settings_env
 from tests.support.workers import tenants_worker_with
 
 
@@ -176,3 +183,104 @@ async def test_the_replay_gate_refuses_a_non_deterministic_build_and_keeps_the_c
         state = await deployments.describe(temporal_client, name)
         assert state is not None
         assert state.current_build_id == "build-b"
+
+
+async def ramping(
+    client: Client, name: str, build_id: str, promoting: asyncio.Task[Result]
+) -> None:
+    for _ in range(60):
+        if promoting.done():
+            raise AssertionError(f"promote ended before the ramp: {promoting.result().output}")
+        state = await deployments.describe(client, name)
+        if state is not None and state.ramping_build_id == build_id:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{build_id} never started ramping")
+
+
+async def adx(settings: Settings, *args: str) -> Result:
+    """``adx`` as an operator types it, in a thread (it runs its own event loop)."""
+    env = settings_env(settings)
+    return await asyncio.to_thread(
+        CliRunner().invoke, main, list(args), env=env, catch_exceptions=False
+    )
+
+
+async def test_adx_rollout_promotes_ramps_stops_a_failing_ramp_and_rolls_back(
+    settings: Settings, temporal_client: Client, resources: WorkerResources
+) -> None:
+    name = deployment_name(settings, "tenants")
+    queue = settings.task_queue("tenants")
+
+    @activity.defn(name=VALIDATE_TENANT_REQUEST_ACTIVITY)
+    async def broken(request: TenantValidationInput) -> TenantValidationResult:
+        raise ApplicationError("build B refuses every tenant", non_retryable=True)
+
+    async with AsyncExitStack() as stack:
+        for build_id, fakes in (("build-a", []), ("build-b", [broken])):
+            versioned = dataclasses.replace(resources, settings=build(settings, build_id))
+            await stack.enter_async_context(
+                tenants_worker_with(
+                    temporal_client,
+                    versioned,
+                    queue,
+                    fakes,
+                    deployment_config=deployment_config(versioned.settings, "tenants"),
+                )
+            )
+        done = await adx(
+            settings, "rollout", "promote", "--service", "tenants", "--build-id", "build-a"
+        )
+        assert done.exit_code == 0, done.output
+        assert "build-a: current" in done.output
+
+        # Progressive to B: B fails what it gets at 50%, so the ramp stops and A stays current.
+        async def traffic() -> None:
+            for _ in range(8):
+                await provision(temporal_client, settings)
+                await asyncio.sleep(0.2)
+
+        promoting = asyncio.create_task(
+            adx(
+                settings,
+                *("rollout", "promote", "--service", "tenants", "--build-id", "build-b"),
+                *("--strategy", "Progressive", "--steps", "50", "--step-seconds", "3"),
+            )
+        )
+        await deployments.wait_for_version(temporal_client, name, "build-b", 30)
+        await ramping(temporal_client, name, "build-b", promoting)
+        await traffic()
+        refused = await promoting
+        assert refused.exit_code == 1, refused.output
+        assert "build-b not promoted" in refused.output
+        assert "failed at 50%" in refused.output
+        state = await deployments.describe(temporal_client, name)
+        assert state is not None
+        assert (state.current_build_id, state.ramping_build_id) == ("build-a", None)
+
+        ramped = await adx(
+            settings,
+            "rollout",
+            "ramp",
+            "--service",
+            "tenants",
+            "--build-id",
+            "build-b",
+            "--percent",
+            "20",
+        )
+        assert ramped.exit_code == 0, ramped.output
+        status = await adx(settings, "rollout", "status", "--service", "tenants")
+        assert "current build-a, ramping build-b at 20%" in status.output
+
+        # Rollback stops the ramp and keeps A; after B was current, it goes back to A.
+        await deployments.set_current(temporal_client, name, "build-b")
+        back = await adx(settings, "rollout", "rollback", "--service", "tenants")
+        assert back.exit_code == 0, back.output
+        assert "build-a is current" in back.output
+        state = await deployments.describe(temporal_client, name)
+        assert state is not None
+        assert (state.current_build_id, state.ramping_build_id) == ("build-a", None)
+        drain = await adx(settings, "rollout", "drain-status", "--service", "tenants")
+        assert drain.exit_code in (0, 3), drain.output
+        assert "build-b" in drain.output
