@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,15 @@ def rendered(request: pytest.FixtureRequest) -> list[Manifest]:
 
 
 def deployments(objects: list[Manifest]) -> dict[str, Manifest]:
+    """Deployments by name after the release prefix: api, operator, worker-<svc>-<build id>."""
     return {
         d["metadata"]["name"].rsplit("adx-core-", 1)[1]: d for d in of_kind(objects, "Deployment")
     }
+
+
+def component(obj: Manifest) -> str:
+    label: str = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+    return label
 
 
 def test_at_least_five_ci_value_sets() -> None:
@@ -70,20 +77,28 @@ def test_lints_strictly(values: Path | None) -> None:
     assert not problems, report
 
 
+# Objects already validated, by content: most objects repeat across the value sets, and
+# validation is the slowest step of these tests.
+VALIDATED: set[str] = set()
+
+
 def test_every_manifest_validates(rendered: list[Manifest]) -> None:
     for obj in rendered:
         if (obj["apiVersion"], obj["kind"]) in NOT_BUILT_IN:
             continue
+        fingerprint = json.dumps(obj, sort_keys=True)
+        if fingerprint in VALIDATED:
+            continue
         kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        VALIDATED.add(fingerprint)
 
 
 def test_every_role_has_a_deployment(rendered: list[Manifest]) -> None:
-    found = deployments(rendered)
-    assert {"api", "operator", *(f"worker-{w}" for w in WORKERS)} <= set(found)
-    for name, deployment in found.items():
+    found = list(of_kind(rendered, "Deployment"))
+    assert {"api", "operator", *(f"worker-{w}" for w in WORKERS)} <= {component(d) for d in found}
+    for deployment in found:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        role = name.replace("worker-", "worker ").split()
-        assert container["args"] == role
+        assert container["args"] == component(deployment).replace("worker-", "worker ").split()
 
 
 def test_containers_are_probed_limited_and_locked_down(rendered: list[Manifest]) -> None:
@@ -172,7 +187,7 @@ def test_secrets_only_by_reference(rendered: list[Manifest]) -> None:
     (config,) = of_kind(rendered, "ConfigMap")
     assert not SECRET_SETTINGS & set(config["data"])
     assert not list(of_kind(rendered, "Secret"))
-    for deployment in of_kind(rendered, "Deployment"):
+    for deployment in [*of_kind(rendered, "Deployment"), *of_kind(rendered, "Job")]:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
         for name, entry in env_of(deployment).items():
@@ -182,21 +197,23 @@ def test_secrets_only_by_reference(rendered: list[Manifest]) -> None:
 
 
 def test_workers_carry_their_build_id(rendered: list[Manifest]) -> None:
-    for name, deployment in deployments(rendered).items():
+    for deployment in of_kind(rendered, "Deployment"):
         env = env_of(deployment)
-        if name.startswith("worker-"):
-            assert env["ADX_WORKER_BUILD_ID"]["value"]
+        if component(deployment).startswith("worker-"):
+            build_id = env["ADX_WORKER_BUILD_ID"]["value"]
+            assert deployment["spec"]["selector"]["matchLabels"]["adx.dev/build-id"] == build_id
+            dns_form = build_id.lower().replace(".", "-").replace("_", "-")
+            assert deployment["metadata"]["name"].endswith(f"-{dns_form}")
         else:
             assert "ADX_WORKER_BUILD_ID" not in env
 
 
 def test_build_id_defaults_to_the_tag_and_can_be_set() -> None:
-    objects = manifests(
-        render({"image": {"tag": "2.4.1"}, "workers": {"files": {"buildId": "files-b"}}})
-    )
+    files = {"versions": [{"buildId": "Files_B", "replicas": 1}]}
+    objects = manifests(render({"image": {"tag": "2.4.1"}, "workers": {"files": files}}))
     found = deployments(objects)
-    assert env_of(found["worker-tenants"])["ADX_WORKER_BUILD_ID"]["value"] == "2.4.1"
-    assert env_of(found["worker-files"])["ADX_WORKER_BUILD_ID"]["value"] == "files-b"
+    assert env_of(found["worker-tenants-2-4-1"])["ADX_WORKER_BUILD_ID"]["value"] == "2.4.1"
+    assert env_of(found["worker-files-files-b"])["ADX_WORKER_BUILD_ID"]["value"] == "Files_B"
     image = found["api"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "adx-core:2.4.1"
 
@@ -253,7 +270,7 @@ def test_production_set_wires_temporal_cloud_and_s3() -> None:
     assert config["data"]["ADX_TEMPORAL_TLS_CA"] == "/etc/adx/temporal-tls/ca.crt"
     assert "ADX_TEMPORAL_TLS_CERT" not in config["data"]
     assert config["data"]["ADX_S3_BUCKET"] == "adx-prod-files"
-    env = env_of(deployments(objects)["worker-files"])
+    env = env_of(deployments(objects)["worker-files-0-1-0"])
     assert {"ADX_TEMPORAL_API_KEY", "ADX_S3_ACCESS_KEY", "ADX_S3_SECRET_KEY"} <= set(env)
     assert len(list(of_kind(objects, "HorizontalPodAutoscaler"))) == 2
 

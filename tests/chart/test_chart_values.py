@@ -16,7 +16,11 @@ SCHEMA_REJECTS: list[tuple[str, dict[str, Any], str]] = [
     ("log format", {"log": {"format": "xml"}}, "/log/format"),
     ("typo", {"api": {"replicsa": 3}}, "additional properties 'replicsa' not allowed"),
     ("top-level typo", {"worker": {}}, "additional properties 'worker' not allowed"),
-    ("negative replicas", {"workers": {"files": {"replicas": -1}}}, "/workers/files/replicas"),
+    (
+        "negative replicas",
+        {"workers": {"files": {"versions": [{"replicas": -1}]}}},
+        "/workers/files/versions/0/replicas",
+    ),
     ("wrong type", {"operator": {"replicas": "two"}}, "/operator/replicas"),
     (
         "secret in config",
@@ -25,8 +29,38 @@ SCHEMA_REJECTS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("not a setting", {"config": {"LOG_LEVEL": "INFO"}}, "invalid propertyName 'LOG_LEVEL'"),
     ("port range", {"api": {"port": 70000}}, "/api/port"),
-    ("versions not yet", {"workers": {"users": {"versions": []}}}, "'versions' not allowed"),
+    ("no versions", {"workers": {"users": {"versions": []}}}, "/workers/users/versions"),
+    (
+        "version without replicas",
+        {"workers": {"users": {"versions": [{"buildId": "a"}]}}},
+        "/workers/users/versions/0",
+    ),
+    (
+        "build id pattern",
+        {"workers": {"files": {"versions": [{"buildId": "-a", "replicas": 1}]}}},
+        "/workers/files/versions/0/buildId",
+    ),
+    ("build id too long", {"workers": {"files": {"currentBuildId": "a" * 64}}}, "currentBuildId"),
+    ("bad strategy", {"rollout": {"strategy": "Canary"}}, "/rollout/strategy"),
+    ("step 0", {"rollout": {"progressive": {"steps": [0, 50]}}}, "/rollout/progressive/steps/0"),
+    (
+        "step 100",
+        {"rollout": {"progressive": {"steps": [50, 100]}}},
+        "/rollout/progressive/steps/1",
+    ),
+    (
+        "failure rate above 1",
+        {"rollout": {"progressive": {"maxFailureRate": 1.5}}},
+        "/rollout/progressive/maxFailureRate",
+    ),
+    ("gate workflow", {"rollout": {"gateWorkflow": "a b"}}, "/rollout/gateWorkflow"),
+    ("rollout typo", {"rollout": {"stratgy": "Manual"}}, "'stratgy' not allowed"),
 ]
+
+
+def versions(*build_ids: str) -> list[dict[str, Any]]:
+    return [{"buildId": build_id, "replicas": 1} for build_id in build_ids]
+
 
 FAILS: list[tuple[dict[str, Any], str]] = [
     ({"operator": {"replicas": 2, "peering": {"enabled": False}}}, "operator.replicas > 1 needs"),
@@ -57,6 +91,43 @@ FAILS: list[tuple[dict[str, Any], str]] = [
         },
         "workers.files.autoscaling: minReplicas is above maxReplicas",
     ),
+    (
+        {"workers": {"tenants": {"buildId": "0.1.0"}}},
+        "workers.tenants.buildId was replaced by workers.tenants.versions[].buildId and "
+        "currentBuildId",
+    ),
+    (
+        {"workers": {"files": {"replicas": 2}}},
+        "workers.files.replicas was replaced by workers.files.versions[].replicas",
+    ),
+    ({"image": {"tag": "1.0+build.5"}}, "is not a valid worker build id"),
+    # JSON Schema cannot say "unique by one property", so duplicates are the template's.
+    (
+        {"workers": {"users": {"versions": versions("a", "a"), "currentBuildId": "a"}}},
+        "name the same Deployment; each version needs its own build id",
+    ),
+    (
+        {"workers": {"users": {"versions": versions("V1.0", "v1_0"), "currentBuildId": "V1.0"}}},
+        "name the same Deployment; each version needs its own build id",
+    ),
+    (
+        {"workers": {"users": {"versions": versions("a", "b")}}},
+        "workers.users.currentBuildId is required when workers.users.versions holds more than "
+        "one version",
+    ),
+    (
+        {"workers": {"users": {"versions": versions("a", "b"), "currentBuildId": "c"}}},
+        'workers.users.currentBuildId "c" is not among workers.users.versions[].buildId',
+    ),
+    (
+        {"rollout": {"progressive": {"steps": [10, 50, 25]}}},
+        "rollout.progressive.steps must increase",
+    ),
+    (
+        {"rollout": {"strategy": "Progressive", "job": {"activeDeadlineSeconds": 200}}},
+        "rollout.job.activeDeadlineSeconds (200) is shorter than the pollers' wait plus every "
+        "progressive step (300)",
+    ),
 ]
 
 
@@ -77,10 +148,12 @@ def test_contradictions_fail_with_a_message(values: dict[str, Any], message: str
 def test_every_fail_message_is_tested() -> None:
     source = (CHART / "templates" / "_validate.tpl").read_text()
     messages = re.findall(r'fail (?:\(printf )?"([^"]+)"', source)
-    assert len(messages) == len(FAILS)
+    # One message (two build ids, one Deployment name) is tested twice: equal, and equal once
+    # folded into a resource name.
+    assert len(messages) == len(FAILS) - 1
     for message in messages:
         # A printf message is checked by its fixed tail.
-        fixed = message.split("%s")[-1].strip()
+        fixed = re.split("%[sdq]", message)[-1].strip()
         assert any(fixed in expected or expected in message for _, expected in FAILS), message
 
 
@@ -90,3 +163,13 @@ def test_jwks_alone_is_enough_outside_production() -> None:
         "auth": {"jwt": {"secret": {"enabled": False}, "jwksUrl": "https://idp.example/jwks"}},
     }
     assert render(values)
+
+
+def test_a_single_version_needs_no_current_build_id() -> None:
+    assert render({"workers": {"users": {"versions": versions("only")}}})
+
+
+def test_the_deadline_is_checked_against_the_progressive_steps() -> None:
+    # 120 s of pollers plus 3 steps of 60 s: 300 s is just enough.
+    rollout = {"strategy": "Progressive", "job": {"activeDeadlineSeconds": 300}}
+    assert render({"rollout": rollout})

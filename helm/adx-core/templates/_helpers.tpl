@@ -37,11 +37,17 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
-{{/* Every label of an object. Args: root, component. */}}
+{{/*
+Every label of an object. Args: root, component, and optionally tag (a worker version's image
+tag, else the chart's) and buildId (a worker version's; then also a selector label).
+*/}}
 {{- define "adx-core.labels" -}}
 {{ include "adx-core.selectorLabels" . }}
+{{- with .buildId }}
+adx.dev/build-id: {{ . | quote }}
+{{- end }}
 app.kubernetes.io/part-of: adx-core
-app.kubernetes.io/version: {{ include "adx-core.tag" .root | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/version: {{ .tag | default (include "adx-core.tag" .root) | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ include "adx-core.chart" .root }}
 {{- end }}
@@ -92,15 +98,100 @@ helm.sh/chart: {{ include "adx-core.chart" .root }}
 {{- end }}
 {{- end }}
 
+{{/* The pod's securityContext: every pod of the chart runs as 10001, never as root. */}}
+{{- define "adx-core.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* A container's securityContext: read-only root, no privilege, no capability. */}}
+{{- define "adx-core.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The ConfigMap every ADX process reads its settings from. Args: root. */}}
+{{- define "adx-core.envFrom" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "adx-core.fullname" .root }}
+{{- end }}
+
+{{/* The volumeMounts of an ADX container. Args: root. */}}
+{{- define "adx-core.volumeMounts" -}}
+{{- $v := .root.Values }}
+- name: tmp
+  mountPath: /tmp
+{{- if eq $v.storage.provider "local" }}
+- name: storage
+  mountPath: {{ $v.storage.local.path }}
+{{- end }}
+{{- if $v.temporal.tls.enabled }}
+- name: temporal-tls
+  mountPath: /etc/adx/temporal-tls
+  readOnly: true
+{{- end }}
+{{- if and (eq $v.storage.provider "gcs") $v.storage.gcs.credentials.existingSecret }}
+- name: gcs-credentials
+  mountPath: /etc/adx/gcs
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The volumes behind adx-core.volumeMounts. Args: root. */}}
+{{- define "adx-core.volumes" -}}
+{{- $v := .root.Values }}
+# The root filesystem is read-only; Python and the SDKs need a writable /tmp.
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- if eq $v.storage.provider "local" }}
+- name: storage
+  emptyDir:
+    sizeLimit: {{ $v.storage.local.sizeLimit }}
+{{- end }}
+{{- if $v.temporal.tls.enabled }}
+- name: temporal-tls
+  secret:
+    secretName: {{ $v.temporal.tls.existingSecret }}
+{{- end }}
+{{- if and (eq $v.storage.provider "gcs") $v.storage.gcs.credentials.existingSecret }}
+- name: gcs-credentials
+  secret:
+    secretName: {{ $v.storage.gcs.credentials.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* The pod's imagePullSecrets; the caller includes it only when there are some. Args: root. */}}
+{{- define "adx-core.imagePullSecrets" -}}
+imagePullSecrets:
+  {{- range .root.Values.imagePullSecrets }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+
 {{/*
 A Deployment of one role. Args: root, component, name (resource name), args (container args),
-port, spec (the component's values: replicas, resources, affinity, autoscaling),
-serviceAccount, database (bool), env (extra env entries, a list of maps).
+port, spec (replicas, resources, affinity, autoscaling), serviceAccount, database (bool), env
+(extra env entries, a list of maps); a worker version also passes image (repository:tag), tag
+and buildId, which joins the selector so that two versions' Deployments never share a pod.
 */}}
 {{- define "adx-core.deployment" -}}
 {{- $root := .root }}
 {{- $v := $root.Values }}
-{{- $sel := dict "root" $root "component" .component }}
+{{- $sel := dict "root" $root "component" .component "tag" .tag "buildId" .buildId }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -115,6 +206,9 @@ spec:
   selector:
     matchLabels:
       {{- include "adx-core.selectorLabels" $sel | nindent 6 }}
+      {{- with .buildId }}
+      adx.dev/build-id: {{ . | quote }}
+      {{- end }}
   template:
     metadata:
       labels:
@@ -132,22 +226,14 @@ spec:
       serviceAccountName: {{ .serviceAccount }}
       automountServiceAccountToken: {{ or (eq .component "operator") $v.serviceAccounts.automountToken }}
       terminationGracePeriodSeconds: {{ $v.podDefaults.terminationGracePeriodSeconds }}
-      {{- with $v.imagePullSecrets }}
-      imagePullSecrets:
-        {{- range . }}
-        - name: {{ . }}
-        {{- end }}
+      {{- if $v.imagePullSecrets }}
+      {{- include "adx-core.imagePullSecrets" . | nindent 6 }}
       {{- end }}
       securityContext:
-        runAsNonRoot: true
-        runAsUser: 10001
-        runAsGroup: 10001
-        fsGroup: 10001
-        seccompProfile:
-          type: RuntimeDefault
+        {{- include "adx-core.podSecurityContext" . | nindent 8 }}
       containers:
         - name: {{ .component }}
-          image: {{ include "adx-core.image" $root | quote }}
+          image: {{ .image | default (include "adx-core.image" $root) | quote }}
           imagePullPolicy: {{ $v.image.pullPolicy }}
           args:
             {{- toYaml .args | nindent 12 }}
@@ -155,9 +241,7 @@ spec:
             - name: http
               containerPort: {{ .port }}
               protocol: TCP
-          envFrom:
-            - configMapRef:
-                name: {{ include "adx-core.fullname" $root }}
+          {{- include "adx-core.envFrom" . | nindent 10 }}
           env:
             {{- include "adx-core.secretEnvs" (dict "root" $root "database" .database) | trim | nindent 12 }}
             {{- with .env }}
@@ -176,53 +260,11 @@ spec:
           resources:
             {{- toYaml .spec.resources | nindent 12 }}
           securityContext:
-            runAsNonRoot: true
-            runAsUser: 10001
-            runAsGroup: 10001
-            readOnlyRootFilesystem: true
-            allowPrivilegeEscalation: false
-            privileged: false
-            capabilities:
-              drop: [ALL]
-            seccompProfile:
-              type: RuntimeDefault
+            {{- include "adx-core.containerSecurityContext" . | nindent 12 }}
           volumeMounts:
-            - name: tmp
-              mountPath: /tmp
-            {{- if eq $v.storage.provider "local" }}
-            - name: storage
-              mountPath: {{ $v.storage.local.path }}
-            {{- end }}
-            {{- if $v.temporal.tls.enabled }}
-            - name: temporal-tls
-              mountPath: /etc/adx/temporal-tls
-              readOnly: true
-            {{- end }}
-            {{- if and (eq $v.storage.provider "gcs") $v.storage.gcs.credentials.existingSecret }}
-            - name: gcs-credentials
-              mountPath: /etc/adx/gcs
-              readOnly: true
-            {{- end }}
+            {{- include "adx-core.volumeMounts" . | nindent 12 }}
       volumes:
-        # The root filesystem is read-only; Python and the SDKs need a writable /tmp.
-        - name: tmp
-          emptyDir:
-            sizeLimit: 256Mi
-        {{- if eq $v.storage.provider "local" }}
-        - name: storage
-          emptyDir:
-            sizeLimit: {{ $v.storage.local.sizeLimit }}
-        {{- end }}
-        {{- if $v.temporal.tls.enabled }}
-        - name: temporal-tls
-          secret:
-            secretName: {{ $v.temporal.tls.existingSecret }}
-        {{- end }}
-        {{- if and (eq $v.storage.provider "gcs") $v.storage.gcs.credentials.existingSecret }}
-        - name: gcs-credentials
-          secret:
-            secretName: {{ $v.storage.gcs.credentials.existingSecret }}
-        {{- end }}
+        {{- include "adx-core.volumes" . | nindent 8 }}
       {{- with ($v.podDefaults.nodeSelector) }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
@@ -235,6 +277,36 @@ spec:
       tolerations:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+{{- end }}
+
+{{/*
+The versions of a worker service, resolved, as a JSON list: buildId (explicit, else the
+version's image tag), name (the build id in a DNS-safe form, for resource names), image
+(repository:tag), tag, replicas and resources (the version's, else the service's), current
+(bool). An empty currentBuildId with a single version means that version. Args: root, svc.
+*/}}
+{{- define "adx-core.workerVersions" -}}
+{{- $root := .root }}
+{{- $w := index $root.Values.workers .svc }}
+{{- $resolved := list }}
+{{- range $w.versions }}
+{{- $image := .image | default dict }}
+{{- $tag := $image.tag | default (include "adx-core.tag" $root) | toString }}
+{{- $repo := $image.repository | default $root.Values.image.repository }}
+{{- $id := .buildId | default $tag | toString }}
+{{- $current := $w.currentBuildId | default (ternary $id "" (eq (len $w.versions) 1)) | toString }}
+{{- $resolved = append $resolved (dict "buildId" $id "name" ($id | lower | replace "_" "-" | replace "." "-") "image" (printf "%s:%s" $repo $tag) "tag" $tag "replicas" .replicas "resources" (.resources | default $w.resources) "current" (eq $id $current)) }}
+{{- end }}
+{{- toJson $resolved }}
+{{- end }}
+
+{{/* The resolved current version of a worker service (see adx-core.workerVersions), as JSON. Args: root, svc. */}}
+{{- define "adx-core.currentWorkerVersion" -}}
+{{- $found := dict }}
+{{- range fromJsonArray (include "adx-core.workerVersions" .) }}
+{{- if .current }}{{ $found = . }}{{ end }}
+{{- end }}
+{{- toJson $found }}
 {{- end }}
 
 {{/* The workloads as (component, resource name, values) for Services, PDBs and policies. */}}

@@ -34,10 +34,59 @@
 {{- if and (not $v.secrets.existingSecret) (or (not $v.database.url.existingSecret) (not $v.codec.keys.existingSecret)) }}
 {{- fail "secrets.existingSecret is empty, so every secret reference must name its own existingSecret (database.url, codec.keys, ...)" }}
 {{- end }}
+{{- range $svc := fromJsonArray (include "adx-core.workerNames" .) }}
+{{- $w := index $v.workers $svc }}
+{{- if hasKey $w "buildId" }}
+{{- fail (printf "workers.%s.buildId was replaced by workers.%s.versions[].buildId and currentBuildId" $svc $svc) }}
+{{- end }}
+{{- if hasKey $w "replicas" }}
+{{- fail (printf "workers.%s.replicas was replaced by workers.%s.versions[].replicas" $svc $svc) }}
+{{- end }}
+{{- $versions := fromJsonArray (include "adx-core.workerVersions" (dict "root" $ "svc" $svc)) }}
+{{- $names := dict }}
+{{- range $i, $version := $versions }}
+{{- /* An explicit build id is checked by the schema; one taken from an image tag only here. */}}
+{{- if not (regexMatch "^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$" $version.buildId) }}
+{{- fail (printf "workers.%s.versions[%d]: the image tag %q is not a valid worker build id (letters, digits, '.', '_', '-', at most 63): set buildId" $svc $i $version.buildId) }}
+{{- end }}
+{{- /* Resource names fold case, '.' and '_', so "V1.0" and "v1-0" would share a Deployment. */}}
+{{- with get $names $version.name }}
+{{- fail (printf "workers.%s.versions: build ids %q and %q name the same Deployment; each version needs its own build id" $svc . $version.buildId) }}
+{{- end }}
+{{- $_ := set $names $version.name $version.buildId }}
+{{- end }}
+{{- if and (gt (len $versions) 1) (not $w.currentBuildId) }}
+{{- fail (printf "workers.%s.currentBuildId is required when workers.%s.versions holds more than one version" $svc $svc) }}
+{{- end }}
+{{- if not (include "adx-core.currentWorkerVersion" (dict "root" $ "svc" $svc) | fromJson) }}
+{{- fail (printf "workers.%s.currentBuildId %q is not among workers.%s.versions[].buildId" $svc $w.currentBuildId $svc) }}
+{{- end }}
+{{- end }}
+{{- $previous := 0 }}
+{{- range $v.rollout.progressive.steps }}
+{{- if le (int .) $previous }}
+{{- fail "rollout.progressive.steps must increase: each step routes more executions than the one before" }}
+{{- end }}
+{{- $previous = int . }}
+{{- end }}
+{{- $needed := include "adx-core.rolloutMinimumSeconds" . | int }}
+{{- if lt (int $v.rollout.job.activeDeadlineSeconds) $needed }}
+{{- fail (printf "rollout.job.activeDeadlineSeconds (%d) is shorter than the pollers' wait plus every progressive step (%d)" (int $v.rollout.job.activeDeadlineSeconds) $needed) }}
+{{- end }}
 {{- range $svc := list "api" "tenants" "files" "users" }}
 {{- $spec := ternary $v.api (index $v.workers $svc) (eq $svc "api") }}
 {{- if and $spec.autoscaling.enabled (gt (int $spec.autoscaling.minReplicas) (int $spec.autoscaling.maxReplicas)) }}
 {{- fail (printf "%s.autoscaling: minReplicas is above maxReplicas" (ternary "api" (printf "workers.%s" $svc) (eq $svc "api"))) }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* The least a promote Job runs: the pollers' wait, then (Progressive) every step. */}}
+{{- define "adx-core.rolloutMinimumSeconds" -}}
+{{- $r := .Values.rollout }}
+{{- $steps := 0 }}
+{{- if eq $r.strategy "Progressive" }}
+{{- $steps = mul (len $r.progressive.steps) $r.progressive.stepSeconds }}
+{{- end }}
+{{- add $r.pollersTimeoutSeconds $steps }}
 {{- end }}

@@ -1,0 +1,249 @@
+"""Worker versions side by side (blue-green, progressive) and the rollout hook Jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.chart.helpers import (
+    CHART,
+    WORKERS,
+    Manifest,
+    manifests,
+    of_kind,
+    render,
+    values_file,
+)
+
+BLUE_GREEN = values_file(CHART / "ci" / "blue-green-values.yaml")
+PROGRESSIVE = values_file(CHART / "ci" / "progressive-values.yaml")
+BUILD_ID = "adx.dev/build-id"
+
+
+def component_is(obj: Manifest, name: str) -> bool:
+    return bool(obj["metadata"]["labels"]["app.kubernetes.io/component"] == name)
+
+
+def worker_deployments(objects: list[Manifest], svc: str) -> dict[str, Manifest]:
+    """The Deployments of one worker service, by build id."""
+    return {
+        d["metadata"]["labels"][BUILD_ID]: d
+        for d in of_kind(objects, "Deployment")
+        if component_is(d, f"worker-{svc}")
+    }
+
+
+def container(pod_owner: Manifest) -> dict[str, Any]:
+    (only,) = pod_owner["spec"]["template"]["spec"]["containers"]
+    return dict(only)
+
+
+def env_names(pod_owner: Manifest) -> dict[str, Any]:
+    return {e["name"]: e for e in container(pod_owner).get("env", [])}
+
+
+def jobs(objects: list[Manifest]) -> dict[str, Manifest]:
+    """The rollout hook Jobs, by service."""
+    return {j["metadata"]["labels"]["adx.dev/service"]: j for j in of_kind(objects, "Job")}
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+@pytest.fixture(scope="module")
+def blue_green() -> list[Manifest]:
+    return manifests(render(BLUE_GREEN))
+
+
+@pytest.mark.parametrize("svc", WORKERS)
+def test_two_versions_run_side_by_side_without_sharing_pods(
+    blue_green: list[Manifest], svc: str
+) -> None:
+    found = worker_deployments(blue_green, svc)
+    assert len(found) == 2
+    (a, b) = found.values()
+    sel_a, sel_b = (d["spec"]["selector"]["matchLabels"] for d in (a, b))
+    pods_a, pods_b = (d["spec"]["template"]["metadata"]["labels"] for d in (a, b))
+    assert sel_a != sel_b
+    assert matches(sel_a, pods_a)
+    assert not matches(sel_a, pods_b)
+    assert matches(sel_b, pods_b)
+    assert not matches(sel_b, pods_a)
+    assert a["metadata"]["name"] != b["metadata"]["name"]
+    # The Service, the PodDisruptionBudget and the NetworkPolicy cover both versions.
+    (service,) = (s for s in of_kind(blue_green, "Service") if component_is(s, f"worker-{svc}"))
+    (pdb,) = (
+        p for p in of_kind(blue_green, "PodDisruptionBudget") if component_is(p, f"worker-{svc}")
+    )
+    (policy,) = (
+        n for n in of_kind(blue_green, "NetworkPolicy") if component_is(n, f"worker-{svc}")
+    )
+    for selector in (
+        service["spec"]["selector"],
+        pdb["spec"]["selector"]["matchLabels"],
+        policy["spec"]["podSelector"]["matchLabels"],
+    ):
+        assert matches(selector, pods_a)
+        assert matches(selector, pods_b)
+    for build_id, deployment in found.items():
+        assert env_names(deployment)["ADX_WORKER_BUILD_ID"]["value"] == build_id
+
+
+def test_versions_take_their_own_image_and_resources(blue_green: list[Manifest]) -> None:
+    files = worker_deployments(blue_green, "files")
+    assert container(files["files-blue"])["image"] == "registry.example.com/adx-core:0.1.0"
+    green = container(files["files-green"])
+    assert green["image"] == "registry.example.com/adx-core-files:0.2.0"
+    assert green["resources"]["limits"]["memory"] == "2Gi"
+    assert container(files["files-blue"])["resources"]["limits"]["memory"] == "1Gi"
+    assert files["files-green"]["metadata"]["labels"]["app.kubernetes.io/version"] == "0.2.0"
+    assert files["files-blue"]["metadata"]["labels"]["app.kubernetes.io/version"] == "0.1.0"
+    # users sets no build ids: each version's is its image tag.
+    assert set(worker_deployments(blue_green, "users")) == {"0.1.0", "0.2.0"}
+
+
+def test_a_plain_install_runs_one_version_per_service_named_after_the_tag() -> None:
+    objects = manifests(render({"image": {"tag": "3.1.4"}}))
+    for svc in WORKERS:
+        (deployment,) = worker_deployments(objects, svc).values()
+        assert deployment["metadata"]["name"] == f"adx-adx-core-worker-{svc}-3-1-4"
+        assert env_names(deployment)["ADX_WORKER_BUILD_ID"]["value"] == "3.1.4"
+    assert {svc: j["metadata"]["labels"][BUILD_ID] for svc, j in jobs(objects).items()} == {
+        svc: "3.1.4" for svc in WORKERS
+    }
+
+
+def test_each_version_gets_its_own_autoscaler() -> None:
+    objects = manifests(render(PROGRESSIVE))
+    targets = sorted(
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objects, "HorizontalPodAutoscaler")
+    )
+    assert targets == ["adx-adx-core-worker-tenants-0-2-0", "adx-adx-core-worker-tenants-0-3-0"]
+    for deployment in worker_deployments(objects, "tenants").values():
+        assert "replicas" not in deployment["spec"]
+
+
+def test_hook_jobs_run_after_the_release_in_service_order(blue_green: list[Manifest]) -> None:
+    found = jobs(blue_green)
+    assert list(found) == list(WORKERS)
+    weights = [int(j["metadata"]["annotations"]["helm.sh/hook-weight"]) for j in found.values()]
+    assert weights == sorted(set(weights))
+    for job in found.values():
+        annotations = job["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        assert job["spec"]["backoffLimit"] == 0
+        assert job["spec"]["activeDeadlineSeconds"] == 1800
+        assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_hook_job_runs_in_the_current_image_with_the_workers_env(
+    blue_green: list[Manifest],
+) -> None:
+    for svc, job in jobs(blue_green).items():
+        current = BLUE_GREEN["workers"][svc]["currentBuildId"]
+        worker = worker_deployments(blue_green, svc)[current]
+        assert container(job)["image"] == container(worker)["image"]
+        assert container(job)["envFrom"] == container(worker)["envFrom"]
+        worker_env = env_names(worker)
+        del worker_env["ADX_WORKER_BUILD_ID"]
+        assert env_names(job) == worker_env
+        assert container(job)["securityContext"] == container(worker)["securityContext"]
+        assert container(job)["volumeMounts"] == container(worker)["volumeMounts"]
+        pod, worker_pod = job["spec"]["template"]["spec"], worker["spec"]["template"]["spec"]
+        assert pod["securityContext"] == worker_pod["securityContext"]
+        assert pod["volumes"] == worker_pod["volumes"]
+
+
+def test_hook_job_account_has_no_token_and_no_rbac(blue_green: list[Manifest]) -> None:
+    accounts = {a["metadata"]["name"]: a for a in of_kind(blue_green, "ServiceAccount")}
+    bound = {
+        subject["name"]
+        for kind in ("RoleBinding", "ClusterRoleBinding")
+        for binding in of_kind(blue_green, kind)
+        for subject in binding["subjects"]
+    }
+    for job in jobs(blue_green).values():
+        pod = job["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["serviceAccountName"] in accounts
+        assert pod["serviceAccountName"] not in bound
+
+
+def promote_args(values: dict[str, Any]) -> dict[str, list[str]]:
+    return {svc: container(j)["args"] for svc, j in jobs(manifests(render(values))).items()}
+
+
+def test_manual_strategy_promotes_nothing_but_runs_the_gates() -> None:
+    args = promote_args({"rollout": {"strategy": "Manual", "pollersTimeoutSeconds": 30}})
+    assert args["users"] == [
+        "rollout",
+        "promote",
+        "--service",
+        "users",
+        "--build-id",
+        "0.1.0",
+        "--strategy",
+        "Manual",
+        "--pollers-timeout",
+        "30",
+    ]
+
+
+def test_all_at_once_with_a_gate_workflow(blue_green: list[Manifest]) -> None:
+    args = container(jobs(blue_green)["files"])["args"]
+    assert args == [
+        "rollout",
+        "promote",
+        "--service",
+        "files",
+        "--build-id",
+        "files-green",
+        "--strategy",
+        "AllAtOnce",
+        "--pollers-timeout",
+        "120",
+        "--gate-workflow",
+        "RolloutGateWorkflow",
+    ]
+
+
+def test_progressive_passes_its_steps_and_failure_rate() -> None:
+    args = promote_args(PROGRESSIVE)
+    assert args["tenants"] == [
+        "rollout",
+        "promote",
+        "--service",
+        "tenants",
+        "--build-id",
+        "0.3.0",
+        "--strategy",
+        "Progressive",
+        "--pollers-timeout",
+        "300",
+        "--steps",
+        "5,20,50",
+        "--step-seconds",
+        "600",
+        "--max-failure-rate",
+        "0.02",
+    ]
+    assert jobs(manifests(render(PROGRESSIVE)))["users"]["spec"]["activeDeadlineSeconds"] == 3600
+
+
+def test_steps_are_passed_only_to_progressive() -> None:
+    for strategy in ("Manual", "AllAtOnce"):
+        for args in promote_args({"rollout": {"strategy": strategy}}).values():
+            assert "--steps" not in args
+            assert "--max-failure-rate" not in args
+
+
+def test_job_names_fit_a_label_value() -> None:
+    objects = manifests(render({"fullnameOverride": "x" * 63}))
+    for job in of_kind(objects, "Job"):
+        assert len(job["metadata"]["name"]) <= 63
+        assert job["metadata"]["name"].endswith(
+            "-rollout-" + job["metadata"]["labels"]["adx.dev/service"]
+        )
