@@ -43,9 +43,13 @@ def env_names(pod_owner: Manifest) -> dict[str, Any]:
     return {e["name"]: e for e in container(pod_owner).get("env", [])}
 
 
-def jobs(objects: list[Manifest]) -> dict[str, Manifest]:
-    """The rollout hook Jobs, by service."""
-    return {j["metadata"]["labels"]["adx.dev/service"]: j for j in of_kind(objects, "Job")}
+def jobs(objects: list[Manifest], mode: str = "promote") -> dict[str, Manifest]:
+    """The rollout hook Jobs (promote, or restore on helm rollback), by service."""
+    return {
+        j["metadata"]["labels"]["adx.dev/service"]: j
+        for j in of_kind(objects, "Job")
+        if j["metadata"]["labels"].get("adx.dev/rollout", "promote") == mode
+    }
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -244,6 +248,20 @@ def test_job_names_fit_a_label_value() -> None:
     objects = manifests(render({"fullnameOverride": "x" * 63}))
     for job in of_kind(objects, "Job"):
         assert len(job["metadata"]["name"]) <= 63
+        kind = "rollout" if job["metadata"]["labels"]["adx.dev/rollout"] == "promote" else "restore"
         assert job["metadata"]["name"].endswith(
-            "-rollout-" + job["metadata"]["labels"]["adx.dev/service"]
+            f"-{kind}-" + job["metadata"]["labels"]["adx.dev/service"]
         )
+
+
+def test_a_helm_rollback_routes_each_service_back_to_its_build(blue_green: list[Manifest]) -> None:
+    restores = jobs(blue_green, "restore")
+    assert set(restores) == set(WORKERS)
+    for svc, job in restores.items():
+        assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-rollback"
+        assert job["spec"]["backoffLimit"] == 0
+        args = container(job)["args"]
+        assert args[:4] == ["rollout", "rollback", "--service", svc]
+        assert args[4] == "--to"
+        assert args[5] == container(jobs(blue_green)[svc])["args"][5]
+        assert len(job["metadata"]["name"]) <= 63
