@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from adx_cli.main import main
 from adx_core.contracts.monitoring import PAUSE_SIGNAL, monitoring_workflow_id
@@ -284,3 +284,76 @@ async def test_adx_rollout_promotes_ramps_stops_a_failing_ramp_and_rolls_back(
         drain = await adx(settings, "rollout", "drain-status", "--service", "tenants")
         assert drain.exit_code in (0, 3), drain.output
         assert "build-b" in drain.output
+
+
+@workflow.defn(name="rollout_gate_check", sandboxed=False)
+class GateCheck:
+    """A smoke test a team runs on the new build before it takes traffic."""
+
+    @workflow.run
+    async def run(self) -> str:
+        return workflow.info().task_queue
+
+
+@workflow.defn(name="rollout_gate_failing", sandboxed=False)
+class FailingGate:
+    @workflow.run
+    async def run(self) -> None:
+        raise ApplicationError("the smoke test found a problem", non_retryable=True)
+
+
+async def test_the_gate_workflow_runs_on_the_new_build_and_a_failure_refuses_it(
+    settings: Settings, temporal_client: Client, resources: WorkerResources
+) -> None:
+    name = deployment_name(settings, "tenants")
+    queue = settings.task_queue("tenants")
+    async with AsyncExitStack() as stack:
+        for build_id in ("build-a", "build-b"):
+            versioned = dataclasses.replace(resources, settings=build(settings, build_id))
+            worker = Worker(
+                temporal_client,
+                task_queue=queue,
+                workflows=[*tenants.workflows(versioned=True), GateCheck, FailingGate],
+                activities=tenants.activities_for(versioned),
+                deployment_config=deployment_config(versioned.settings, "tenants"),
+            )
+            await stack.enter_async_context(worker)
+            await deployments.wait_for_version(temporal_client, name, build_id, 30)
+        await deployments.set_current(temporal_client, name, "build-a")
+
+        with pytest.raises(PromotionRefusedError) as refused:
+            await promote(
+                temporal_client,
+                settings,
+                "tenants",
+                "build-b",
+                tenants.workflows(versioned=True),
+                gate_workflow="rollout_gate_failing",
+            )
+        assert "the gate workflow rollout_gate_failing failed on it" in str(refused.value)
+        state = await deployments.describe(temporal_client, name)
+        assert state is not None
+        assert state.current_build_id == "build-a"
+
+        await promote(
+            temporal_client,
+            settings,
+            "tenants",
+            "build-b",
+            tenants.workflows(versioned=True),
+            gate_workflow="rollout_gate_check",
+        )
+        gates = [
+            execution
+            async for execution in temporal_client.list_workflows(
+                "WorkflowType = 'rollout_gate_check'"
+            )
+        ]
+        # It ran pinned to B, before B took any traffic.
+        assert gates
+        for execution in gates:
+            handle = temporal_client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            assert deployments.execution_build_id(await handle.describe()) == "build-b"
+        state = await deployments.describe(temporal_client, name)
+        assert state is not None
+        assert state.current_build_id == "build-b"

@@ -89,15 +89,21 @@ def _replay_refusal(result: GateResult) -> str:
     )
 
 
+def workflow_type_of(cls: type) -> str:
+    name: str = getattr(cls, "__temporal_workflow_definition").name
+    return name
+
+
 async def recent_histories(
-    client: Client, task_queue: str, per_type: int = PER_TYPE
+    client: Client, task_queue: str, types: set[str], per_type: int = PER_TYPE
 ) -> AsyncIterator[WorkflowHistory]:
-    """The newest executions of each workflow type that ran on ``task_queue``."""
+    """The newest executions of each of ``types`` that ran on ``task_queue``. Other types
+    (a smoke-test gate workflow, one the new build no longer serves) never run on it."""
     taken: Counter[str] = Counter()
     async for execution in client.list_workflows(
         f"TaskQueue = '{task_queue}'", limit=MAX_EXECUTIONS
     ):
-        if taken[execution.workflow_type] >= per_type:
+        if execution.workflow_type not in types or taken[execution.workflow_type] >= per_type:
             continue
         taken[execution.workflow_type] += 1
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
@@ -122,7 +128,8 @@ async def replay_gate(
     )
     replayed = 0
     failures: list[ReplayFailure] = []
-    histories = recent_histories(client, task_queue, per_type)
+    types = {workflow_type_of(cls) for cls in workflows}
+    histories = recent_histories(client, task_queue, types, per_type)
     async with replayer.workflow_replay_iterator(histories) as results:
         async for result in results:
             replayed += 1
