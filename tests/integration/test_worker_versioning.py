@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -75,6 +76,24 @@ async def runs_on(handle: WorkflowHandle[Any, Any]) -> str | None:
     return None
 
 
+WorkerFor = Callable[[str, WorkerResources], Worker]
+
+
+async def start_builds(
+    stack: AsyncExitStack,
+    client: Client,
+    settings: Settings,
+    resources: WorkerResources,
+    worker_for: WorkerFor,
+) -> None:
+    """Builds A and B of the tenants worker, side by side, their pollers registered."""
+    name = deployment_name(settings, "tenants")
+    for build_id in ("build-a", "build-b"):
+        versioned = dataclasses.replace(resources, settings=build(settings, build_id))
+        await stack.enter_async_context(worker_for(build_id, versioned))
+        await deployments.wait_for_version(client, name, build_id, 30)
+
+
 def tenant_of(handle: WorkflowHandle[Any, Any]) -> str:
     return handle.id.removeprefix("tenant-provisioning-")
 
@@ -93,17 +112,19 @@ async def test_pinned_executions_stay_on_their_build_through_promotion_and_rollb
     name = deployment_name(settings, "tenants")
     queue = settings.task_queue("tenants")
     async with AsyncExitStack() as stack:
-        for build_id in ("build-a", "build-b"):
-            versioned = dataclasses.replace(resources, settings=build(settings, build_id))
-            worker = tenants_worker_with(
+        await start_builds(
+            stack,
+            temporal_client,
+            settings,
+            resources,
+            lambda _, versioned: tenants_worker_with(
                 temporal_client,
                 versioned,
                 queue,
                 [slow_activation(versioned, 3.0)],
                 deployment_config=deployment_config(versioned.settings, "tenants"),
-            )
-            await stack.enter_async_context(worker)
-            await deployments.wait_for_version(temporal_client, name, build_id, 30)
+            ),
+        )
 
         await deployments.set_current(temporal_client, name, "build-a")
         first = await provision(temporal_client, settings)
@@ -148,10 +169,13 @@ async def test_the_replay_gate_refuses_a_non_deterministic_build_and_keeps_the_c
     name = deployment_name(settings, "tenants")
     queue = settings.task_queue("tenants")
     async with AsyncExitStack() as stack:
-        for build_id in ("build-a", "build-b"):
-            versioned = dataclasses.replace(resources, settings=build(settings, build_id))
-            await stack.enter_async_context(build_tenants_worker(temporal_client, versioned, queue))
-            await deployments.wait_for_version(temporal_client, name, build_id, 30)
+        await start_builds(
+            stack,
+            temporal_client,
+            settings,
+            resources,
+            lambda _, versioned: build_tenants_worker(temporal_client, versioned, queue),
+        )
         await deployments.set_current(temporal_client, name, "build-a")
         await (await provision(temporal_client, settings)).result()
 
@@ -217,17 +241,19 @@ async def test_adx_rollout_promotes_ramps_stops_a_failing_ramp_and_rolls_back(
         raise ApplicationError("build B refuses every tenant", non_retryable=True)
 
     async with AsyncExitStack() as stack:
-        for build_id, fakes in (("build-a", []), ("build-b", [broken])):
-            versioned = dataclasses.replace(resources, settings=build(settings, build_id))
-            await stack.enter_async_context(
-                tenants_worker_with(
-                    temporal_client,
-                    versioned,
-                    queue,
-                    fakes,
-                    deployment_config=deployment_config(versioned.settings, "tenants"),
-                )
-            )
+        await start_builds(
+            stack,
+            temporal_client,
+            settings,
+            resources,
+            lambda build_id, versioned: tenants_worker_with(
+                temporal_client,
+                versioned,
+                queue,
+                [broken] if build_id == "build-b" else [],
+                deployment_config=deployment_config(versioned.settings, "tenants"),
+            ),
+        )
         done = await adx(
             settings, "rollout", "promote", "--service", "tenants", "--build-id", "build-a"
         )
@@ -308,17 +334,19 @@ async def test_the_gate_workflow_runs_on_the_new_build_and_a_failure_refuses_it(
     name = deployment_name(settings, "tenants")
     queue = settings.task_queue("tenants")
     async with AsyncExitStack() as stack:
-        for build_id in ("build-a", "build-b"):
-            versioned = dataclasses.replace(resources, settings=build(settings, build_id))
-            worker = Worker(
+        await start_builds(
+            stack,
+            temporal_client,
+            settings,
+            resources,
+            lambda _, versioned: Worker(
                 temporal_client,
                 task_queue=queue,
                 workflows=[*tenants.workflows(versioned=True), GateCheck, FailingGate],
                 activities=tenants.activities_for(versioned),
                 deployment_config=deployment_config(versioned.settings, "tenants"),
-            )
-            await stack.enter_async_context(worker)
-            await deployments.wait_for_version(temporal_client, name, build_id, 30)
+            ),
+        )
         await deployments.set_current(temporal_client, name, "build-a")
 
         with pytest.raises(PromotionRefusedError) as refused:
