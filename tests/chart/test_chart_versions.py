@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 import pytest
 
+from adx_cli.main import main as adx
 from tests.chart.helpers import (
     CHART,
     WORKERS,
@@ -265,3 +267,16 @@ def test_a_helm_rollback_routes_each_service_back_to_its_build(blue_green: list[
         assert args[4] == "--to"
         assert args[5] == container(jobs(blue_green)[svc])["args"][5]
         assert len(job["metadata"]["name"]) <= 63
+
+
+@pytest.mark.parametrize("name", ["blue-green", "progressive", "single-version"])
+def test_every_hook_job_is_a_command_the_image_understands(name: str) -> None:
+    """The Jobs' args parse with the `adx` command the image runs (its entrypoint)."""
+    objects = manifests(render(values_file(CHART / "ci" / f"{name}-values.yaml")))
+    for job in of_kind(objects, "Job"):
+        args = container(job)["args"]
+        group = adx.commands[args[0]]
+        assert isinstance(group, click.Group)
+        command = group.commands[args[1]]
+        context = command.make_context(args[1], list(args[2:]))
+        assert context.params["service"] == job["metadata"]["labels"]["adx.dev/service"]
