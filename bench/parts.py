@@ -16,8 +16,11 @@ from bench import stack
 from bench.procstat import CpuSpan, Meter, Span
 
 
-class PartResults(Protocol):
+class Notes(Protocol):
     notes: list[str]
+
+
+class PartResults(Notes, Protocol):
     load: dict[str, float]
     seconds: dict[str, float]
     cpu: dict[str, CpuSpan]
@@ -48,23 +51,26 @@ async def run_part(
     return True
 
 
+ERROR_MARKS = ('"level": "error"', "Traceback")
+
+
 def failed(
-    results: PartResults, name: str, exc: BaseException, logs: Sequence[stack.Child]
+    results: Notes,
+    name: str,
+    exc: BaseException,
+    logs: Sequence[stack.Child],
+    marks: Sequence[str] = ERROR_MARKS,
 ) -> None:
     what = "".join(traceback.format_exception_only(exc)).strip()
     print(f"  {name} failed: {what}", file=sys.stderr, flush=True)
     results.notes.append(f"**{name} failed**: {what}")
     for child in logs:
-        errors = [line for line in child.tail(200).splitlines() if _is_error(line)]
+        errors = [line for line in child.tail(200).splitlines() if any(m in line for m in marks)]
         if errors:
             results.notes.append(
                 f"Last errors in the {child.name} log: " + " | ".join(e[:300] for e in errors[-3:])
             )
             print(f"  {child.name}: {errors[-1][:600]}", file=sys.stderr, flush=True)
-
-
-def _is_error(line: str) -> bool:
-    return any(mark in line for mark in ('"level": "error"', "Traceback"))
 
 
 def cpu_rows(cpu: Mapping[str, CpuSpan], processes: Sequence[str]) -> list[list[str]]:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -31,7 +29,7 @@ from tests.support.processes import settings_env
 from adx_cli.devstack.clamd import find_clamd
 from adx_core.auth import Role
 from adx_core.temporal.client import connect
-from bench import callers, load, stack, uploads_large, uploads_small
+from bench import callers, load, parts, stack, uploads_large, uploads_small
 from bench.uploads_client import UploadApi, describe_failure, small_body
 from bench.uploads_results import GIB, MIB, SMALL_UPLOADS, UploadResults
 
@@ -203,17 +201,5 @@ async def _warm_up(files: UploadApi, tenants: load.Api) -> None:
 
 
 def _failed(results: UploadResults, name: str, exc: BaseException, logs: list[stack.Child]) -> None:
-    what = "".join(traceback.format_exception_only(exc)).strip()
-    print(f"  {name} failed: {what}", file=sys.stderr, flush=True)
-    results.notes.append(f"**{name} failed**: {what}")
-    for child in logs:
-        errors = [line for line in child.tail(200).splitlines() if _is_error(line)]
-        if errors:
-            results.notes.append(
-                f"Last errors in the {child.name} log: " + " | ".join(e[:300] for e in errors[-3:])
-            )
-            print(f"  {child.name}: {errors[-1][:600]}", file=sys.stderr, flush=True)
-
-
-def _is_error(line: str) -> bool:
-    return any(mark in line for mark in ('"level": "error"', '"level": "warning"', "Traceback"))
+    # Uploads report warnings too: a refused upload logs one before anything fails.
+    parts.failed(results, name, exc, logs, (*parts.ERROR_MARKS, '"level": "warning"'))

@@ -38,7 +38,7 @@ from adx_operator.migration_plan import (
 )
 from adx_operator.naming import GROUP, MIGRATIONS, TENANTS, VERSION
 from adx_operator.observe import Failure, RunState, WorkflowView, absent, view
-from adx_operator.status import changes, common_status, is_settled, record_phase_change, remember
+from adx_operator.status import changes, common_status, record_phase_change, remember, time_to_look
 
 TenantIndex = kopf.Index[tuple[str, str], TenantRef]
 
@@ -260,16 +260,8 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         memo: kopf.Memo,
         **kwargs: Any,
     ) -> None:
-        if meta.get("deletionTimestamp") or is_settled(
-            memo, meta.get("generation"), status, ctx.pacing.resync_seconds
-        ):
+        if not await time_to_look(ctx, memo, meta, status):
             return
-        in_flight = memo.get("in_flight")
-        if in_flight:
-            workflow_id, run_id = in_flight
-            await temporal_actions.wait_for_close(
-                ctx.client, workflow_id, run_id, ctx.pacing.poll_seconds
-            )
         action, wanted = await reconcile(
             ctx, _index(kwargs), body=body, meta=meta, spec=spec, status=status, patch=patch
         )

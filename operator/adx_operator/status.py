@@ -14,7 +14,9 @@ from typing import Any
 
 import kopf
 
+from adx_operator import temporal_actions
 from adx_operator.conditions import Condition, merge
+from adx_operator.context import OperatorContext
 from adx_operator.observe import Failure, WorkflowView
 
 
@@ -104,6 +106,25 @@ def is_settled(
     if not _shows(status, memo.get("written") or {}):
         return False
     return time.monotonic() - float(memo.get("checked_at", 0.0)) < resync_seconds
+
+
+async def time_to_look(
+    ctx: OperatorContext, memo: kopf.Memo, meta: kopf.Meta, status: Mapping[str, Any]
+) -> bool:
+    """For a mirror timer: ``False`` for a resource on its way out (the delete handler has
+    it) or settled; otherwise, with a run in flight, first wait up to a poll for it to close,
+    so that its end shows at this look."""
+    if meta.get("deletionTimestamp"):
+        return False
+    if is_settled(memo, meta.get("generation"), status, ctx.pacing.resync_seconds):
+        return False
+    in_flight = memo.get("in_flight")
+    if in_flight:
+        workflow_id, run_id = in_flight
+        await temporal_actions.wait_for_close(
+            ctx.client, workflow_id, run_id, ctx.pacing.poll_seconds
+        )
+    return True
 
 
 def _shows(status: Mapping[str, Any], written: Mapping[str, Any]) -> bool:

@@ -35,7 +35,7 @@ from adx_operator.deletion import hold_until_released
 from adx_operator.naming import ACTOR, GROUP, TENANTS, VERSION, upgrade_generation
 from adx_operator.naming import upgrade_workflow_id as upgrade_id
 from adx_operator.observe import RunState, WorkflowView, view
-from adx_operator.status import changes, common_status, is_settled, record_phase_change, remember
+from adx_operator.status import changes, common_status, record_phase_change, remember, time_to_look
 from adx_operator.tenant_plan import (
     IN_FLIGHT,
     Action,
@@ -280,16 +280,8 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        if meta.get("deletionTimestamp") or is_settled(
-            memo, meta.get("generation"), status, ctx.pacing.resync_seconds
-        ):
+        if not await time_to_look(ctx, memo, meta, status):
             return
-        in_flight = memo.get("in_flight")
-        if in_flight:
-            workflow_id, run_id = in_flight
-            await temporal_actions.wait_for_close(
-                ctx.client, workflow_id, run_id, ctx.pacing.poll_seconds
-            )
         action, wanted = await reconcile(
             ctx, body=body, meta=meta, spec=spec, status=status, patch=patch
         )
