@@ -15,6 +15,7 @@ from tests.chart.helpers import (
     CHART,
     CI_VALUES,
     KUBE_VERSION,
+    REQUIRED,
     WORKERS,
     Manifest,
     manifests,
@@ -24,16 +25,27 @@ from tests.chart.helpers import (
 )
 
 # kubernetes-validate knows only the built-in kinds: the Prometheus Operator's kinds and kopf's
-# ClusterKopfPeering (a CRD of adx-core-crds) have no schema there, so they are skipped here
-# and their shape is asserted by the tests below.
+# peerings (CRDs of adx-core-crds) have no schema there, so they are skipped here and their
+# shape is asserted by the tests below.
 NOT_BUILT_IN = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("kopf.dev/v1", "ClusterKopfPeering"),
+    ("kopf.dev/v1", "KopfPeering"),
 }
 SELECTOR_FORBIDDEN = {"app.kubernetes.io/version", "helm.sh/chart"}
-SECRET_SETTINGS = {"ADX_DATABASE_URL", "ADX_JWT_SECRET", "ADX_CODEC_KEYS", "ADX_TEMPORAL_API_KEY"}
+SECRET_SETTINGS = {
+    "ADX_DATABASE_URL",
+    "ADX_MIGRATION_DATABASE_URL",
+    "ADX_JWT_SECRET",
+    "ADX_CODEC_KEYS",
+    "ADX_TEMPORAL_API_KEY",
+    "ADX_SMTP_PASSWORD",
+    "ADX_NOTIFY_WEBHOOK_SECRET",
+}
 
+# "defaults" is values.yaml plus exactly the REQUIRED values; each ci set is rendered as it is,
+# so it must set the required values itself.
 VALUE_SETS: list[tuple[str, dict[str, Any] | None]] = [("defaults", None)] + [
     (path.stem, values_file(path)) for path in CI_VALUES
 ]
@@ -41,8 +53,8 @@ VALUE_SETS: list[tuple[str, dict[str, Any] | None]] = [("defaults", None)] + [
 
 @pytest.fixture(scope="module", params=VALUE_SETS, ids=[name for name, _ in VALUE_SETS])
 def rendered(request: pytest.FixtureRequest) -> list[Manifest]:
-    _, values = request.param
-    return manifests(render(values))
+    name, values = request.param
+    return manifests(render(values, required=name == "defaults"))
 
 
 def deployments(objects: list[Manifest]) -> dict[str, Manifest]:
@@ -67,7 +79,7 @@ def test_at_least_five_ci_value_sets() -> None:
 def test_lints_strictly(values: Path | None) -> None:
     report = helm.lint(
         CHART,
-        values_file(values) if values else None,
+        values_file(values) if values else REQUIRED,
         strict=True,
         kube_version=f"v{KUBE_VERSION}",
     )
@@ -123,13 +135,90 @@ def test_containers_are_probed_limited_and_locked_down(rendered: list[Manifest])
             assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108
 
 
+def storage_volumes(objects: list[Manifest], path: str) -> dict[str, Manifest]:
+    """The volume mounted at path, by the name of the Deployment or Job whose pod mounts it."""
+    found = {}
+    for owner in [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]:
+        pod = owner["spec"]["template"]["spec"]
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        if path in mounts:
+            found[owner["metadata"]["name"]] = {v["name"]: v for v in pod["volumes"]}[mounts[path]]
+    return found
+
+
 def test_local_storage_gets_a_writable_volume() -> None:
     objects = manifests(render())
     storage = values_file(CHART / "values.yaml")["storage"]["local"]["path"]
-    for deployment in of_kind(objects, "Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
-        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
-        assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}[mounts[storage]]
+    volumes = storage_volumes(objects, storage)
+    assert {d["metadata"]["name"] for d in of_kind(objects, "Deployment")} <= set(volumes)
+    assert all("emptyDir" in volume for volume in volumes.values())
+    assert not list(of_kind(objects, "PersistentVolumeClaim"))
+
+
+def test_shared_local_storage_is_one_kept_claim_in_every_pod() -> None:
+    values = values_file(CHART / "ci" / "shared-local-storage-values.yaml")
+    objects = manifests(render(values))
+    (claim,) = of_kind(objects, "PersistentVolumeClaim")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteMany"],
+        "storageClassName": "nfs-client",
+        "resources": {"requests": {"storage": "50Gi"}},
+    }
+    volumes = storage_volumes(objects, "/srv/adx")
+    owners = [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]
+    # Every pod but the migration's, which runs before the claim exists and needs no files.
+    expected = {o["metadata"]["name"] for o in owners if component(o) != "migrate"}
+    assert set(volumes) == expected
+    assert {"api", "operator", *(f"worker-{w}" for w in WORKERS), "rollout"} <= {
+        component(o) for o in owners if o["metadata"]["name"] in volumes
+    }
+    for volume in volumes.values():
+        assert volume["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"]}
+
+
+@pytest.mark.parametrize(("storage_class", "expected"), [("", None), ("-", ""), ("fast", "fast")])
+def test_storage_class_empty_is_the_default_and_dash_is_none(
+    storage_class: str, expected: str | None
+) -> None:
+    persistence = {"enabled": True, "storageClassName": storage_class}
+    objects = manifests(render({"storage": {"local": {"persistence": persistence}}}))
+    (claim,) = of_kind(objects, "PersistentVolumeClaim")
+    assert claim["spec"].get("storageClassName") == expected
+
+
+def test_an_existing_claim_is_mounted_and_none_is_created() -> None:
+    persistence = {"enabled": True, "existingClaim": "adx-files"}
+    objects = manifests(render({"storage": {"local": {"persistence": persistence}}}))
+    assert not list(of_kind(objects, "PersistentVolumeClaim"))
+    volumes = storage_volumes(objects, "/var/lib/adx/storage")
+    assert volumes
+    assert all(v["persistentVolumeClaim"] == {"claimName": "adx-files"} for v in volumes.values())
+
+
+def test_other_providers_mount_no_storage() -> None:
+    persistence = {"enabled": True}
+    values = {
+        "storage": {
+            "provider": "gcs",
+            "gcs": {"bucket": "b"},
+            "local": {"persistence": persistence},
+        }
+    }
+    objects = manifests(render(values))
+    assert not list(of_kind(objects, "PersistentVolumeClaim"))
+    assert not storage_volumes(objects, "/var/lib/adx/storage")
+
+
+def test_notes_say_when_local_files_are_not_shared() -> None:
+    notes = render()["adx-core/templates/NOTES.txt"]
+    assert "Files are NOT shared between pods" in notes
+    assert "LOST when a pod restarts" in notes
+    shared = render({"storage": {"local": {"persistence": {"enabled": True}}}})
+    assert "NOT shared" not in shared["adx-core/templates/NOTES.txt"]
+    assert "adx-adx-core-storage" in shared["adx-core/templates/NOTES.txt"]
+    s3 = render({"storage": {"provider": "s3", "s3": {"bucket": "b"}}})
+    assert "NOT shared" not in s3["adx-core/templates/NOTES.txt"]
 
 
 def test_selectors_are_stable_subsets_of_pod_labels(rendered: list[Manifest]) -> None:
@@ -189,11 +278,110 @@ def test_secrets_only_by_reference(rendered: list[Manifest]) -> None:
     assert not list(of_kind(rendered, "Secret"))
     for deployment in [*of_kind(rendered, "Deployment"), *of_kind(rendered, "Job")]:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+        if component(deployment) == "migrate":
+            # A pre-install hook runs before the ConfigMap exists: the same settings, inline.
+            assert "envFrom" not in container
+        else:
+            assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
         for name, entry in env_of(deployment).items():
             assert "value" not in entry or name not in SECRET_SETTINGS | {"ADX_S3_SECRET_KEY"}
         env = env_of(deployment)
         assert "secretKeyRef" in env["ADX_CODEC_KEYS"]["valueFrom"]
+
+
+def test_every_ci_set_names_the_required_values() -> None:
+    for path in CI_VALUES:
+        values = values_file(path)
+        notifications = values["notifications"]
+        if notifications.get("provider") == "webhook":
+            assert notifications["webhook"]["url"], path.name
+        else:
+            assert notifications["smtp"]["host"], path.name
+        if values["scanner"].get("kind") != "eicar":
+            assert values["scanner"]["clamd"]["address"], path.name
+
+
+def config_of(values: dict[str, Any]) -> dict[str, str]:
+    (config,) = of_kind(manifests(render(values)), "ConfigMap")
+    data: dict[str, str] = config["data"]
+    return data
+
+
+def test_smtp_settings_go_to_the_config_map_and_the_password_to_a_secret_ref() -> None:
+    data = config_of({})
+    assert {k: v for k, v in data.items() if k.startswith(("ADX_NOTIFY_", "ADX_SMTP_"))} == {
+        "ADX_NOTIFY_PROVIDER": "smtp",
+        "ADX_NOTIFY_TIMEOUT_SECONDS": "10",
+        "ADX_SMTP_HOST": "smtp.example.com",
+        "ADX_SMTP_PORT": "25",
+        "ADX_SMTP_SECURITY": "none",
+    }
+    assert "ADX_SMTP_PASSWORD" not in env_of(deployments(manifests(render()))["api"])
+    values = values_file(CHART / "ci" / "external-secrets-values.yaml")
+    objects = manifests(render(values, required=False))
+    (config,) = of_kind(objects, "ConfigMap")
+    assert config["data"]["ADX_SMTP_USERNAME"] == "adx"
+    assert config["data"]["ADX_SMTP_SECURITY"] == "starttls"
+    assert config["data"]["ADX_NOTIFY_FROM"] == "ADX <noreply@example.com>"
+    for deployment in of_kind(objects, "Deployment"):
+        password = env_of(deployment)["ADX_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password == {"name": "adx-smtp", "key": "password"}
+
+
+def test_webhook_settings_and_its_signing_key() -> None:
+    webhook = {"url": "https://hooks.example.com/adx"}
+    values = {"notifications": {"provider": "webhook", "webhook": webhook}}
+    data = config_of(values)
+    assert data["ADX_NOTIFY_PROVIDER"] == "webhook"
+    assert data["ADX_NOTIFY_WEBHOOK_URL"] == "https://hooks.example.com/adx"
+    # Only the chosen provider's settings: the required smtp host of the tests is left out.
+    assert not [k for k in data if k.startswith("ADX_SMTP_")]
+    env = env_of(deployments(manifests(render(values)))["worker-files-0-1-0"])
+    assert env["ADX_NOTIFY_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "adx-core",
+        "key": "ADX_NOTIFY_WEBHOOK_SECRET",
+    }
+    unsigned = {
+        "notifications": {
+            "provider": "webhook",
+            "webhook": {**webhook, "secret": {"enabled": False}},
+        }
+    }
+    env = env_of(deployments(manifests(render(unsigned)))["worker-files-0-1-0"])
+    assert "ADX_NOTIFY_WEBHOOK_SECRET" not in env
+
+
+def test_scanner_settings() -> None:
+    assert {
+        k: v for k, v in config_of({}).items() if k in {"ADX_SCANNER", "ADX_CLAMD_ADDRESS"}
+    } == {
+        "ADX_SCANNER": "clamd",
+        "ADX_CLAMD_ADDRESS": "clamd.clamav.svc.cluster.local:3310",
+    }
+    eicar = config_of({"environment": "development", "scanner": {"kind": "eicar"}})
+    assert eicar["ADX_SCANNER"] == "eicar"
+    assert "ADX_CLAMD_ADDRESS" not in eicar
+
+
+def test_free_form_config_lands_in_the_config_map_as_the_app_parses_it() -> None:
+    config = {
+        "ADX_THUMBNAIL_FORMAT": "png",
+        # Helm reads numbers as floats; the app's integer settings refuse "1.048576e+08".
+        "ADX_SCAN_MAX_BYTES": 104857600,
+        "ADX_SCAN_TIMEOUT_SECONDS": 2.5,
+        "ADX_EXAMPLE_FLAG": True,
+    }
+    data = config_of({"config": config})
+    assert data["ADX_THUMBNAIL_FORMAT"] == "png"
+    assert data["ADX_SCAN_MAX_BYTES"] == "104857600"
+    assert data["ADX_SCAN_TIMEOUT_SECONDS"] == "2.5"
+    assert data["ADX_EXAMPLE_FLAG"] == "true"
+
+
+def test_notes_name_the_required_values() -> None:
+    notes = render()["adx-core/templates/NOTES.txt"]
+    assert "SMTP through smtp.example.com:25 (notifications.smtp.host)" in notes
+    assert "clamd at clamd.clamav.svc.cluster.local:3310 (scanner.clamd.address)" in notes
 
 
 def test_workers_carry_their_build_id(rendered: list[Manifest]) -> None:
@@ -245,10 +433,27 @@ def test_namespaced_operator_gets_roles_in_each_watched_namespace() -> None:
     assert all(r["rules"] == rules["namespacedRules"] for r in roles)
     (cluster_role,) = of_kind(objects, "ClusterRole")
     assert cluster_role["rules"] == rules["clusterRulesWhenNamespaced"]
-    env = env_of(deployments(objects)["operator"])
+    operator = deployments(objects)["operator"]
+    assert operator["spec"]["replicas"] == 2
+    env = env_of(operator)
     assert env["ADX_OPERATOR_NAMESPACES"]["value"] == "tenants-eu,tenants-us"
-    assert "ADX_OPERATOR_PEERING" not in env
+    # A namespaced kopf peers through a KopfPeering of that name in each watched namespace.
+    peerings = list(of_kind(objects, "KopfPeering"))
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["tenants-eu", "tenants-us"]
+    assert {p["metadata"]["name"] for p in peerings} == {env["ADX_OPERATOR_PEERING"]["value"]}
     assert not list(of_kind(objects, "ClusterKopfPeering"))
+
+
+def test_a_peering_object_only_with_peering() -> None:
+    operator = {"watchNamespaces": ["a"], "peering": {"enabled": False}}
+    objects = manifests(render({"operator": operator}))
+    assert not [o for o in objects if o["apiVersion"].startswith("kopf.dev/")]
+    assert "ADX_OPERATOR_PEERING" not in env_of(deployments(objects)["operator"])
+
+
+def test_the_peering_crds_come_from_the_crds_chart() -> None:
+    crds = {p.name for p in (CHART.parent / "adx-core-crds" / "templates").glob("*.yaml")}
+    assert {"clusterkopfpeerings.kopf.dev.yaml", "kopfpeerings.kopf.dev.yaml"} <= crds
 
 
 def test_monitoring_objects_only_when_enabled() -> None:

@@ -1,4 +1,5 @@
-"""Worker versions side by side (blue-green, progressive) and the rollout hook Jobs."""
+"""Worker versions side by side (blue-green, progressive), the rollout hook Jobs and the
+migration hook Job."""
 
 from __future__ import annotations
 
@@ -50,8 +51,13 @@ def jobs(objects: list[Manifest], mode: str = "promote") -> dict[str, Manifest]:
     return {
         j["metadata"]["labels"]["adx.dev/service"]: j
         for j in of_kind(objects, "Job")
-        if j["metadata"]["labels"].get("adx.dev/rollout", "promote") == mode
+        if j["metadata"]["labels"].get("adx.dev/rollout") == mode
     }
+
+
+def migration_job(objects: list[Manifest]) -> Manifest:
+    (job,) = (j for j in of_kind(objects, "Job") if component_is(j, "migrate"))
+    return job
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -195,7 +201,16 @@ def test_manual_strategy_promotes_nothing_but_runs_the_gates() -> None:
         "Manual",
         "--pollers-timeout",
         "30",
+        "--gate-workflow",
+        "deployment_check_workflow",
     ]
+
+
+def test_the_deployment_check_is_the_default_gate_and_empty_runs_none() -> None:
+    for args in promote_args({}).values():
+        assert args[-2:] == ["--gate-workflow", "deployment_check_workflow"]
+    for args in promote_args({"rollout": {"gateWorkflow": ""}}).values():
+        assert "--gate-workflow" not in args
 
 
 def test_all_at_once_with_a_gate_workflow(blue_green: list[Manifest]) -> None:
@@ -212,7 +227,7 @@ def test_all_at_once_with_a_gate_workflow(blue_green: list[Manifest]) -> None:
         "--pollers-timeout",
         "120",
         "--gate-workflow",
-        "RolloutGateWorkflow",
+        "deployment_check_workflow",
     ]
 
 
@@ -235,6 +250,8 @@ def test_progressive_passes_its_steps_and_failure_rate() -> None:
         "600",
         "--max-failure-rate",
         "0.02",
+        "--gate-workflow",
+        "deployment_check_workflow",
     ]
     assert jobs(manifests(render(PROGRESSIVE)))["users"]["spec"]["activeDeadlineSeconds"] == 3600
 
@@ -250,6 +267,9 @@ def test_job_names_fit_a_label_value() -> None:
     objects = manifests(render({"fullnameOverride": "x" * 63}))
     for job in of_kind(objects, "Job"):
         assert len(job["metadata"]["name"]) <= 63
+        if component_is(job, "migrate"):
+            assert job["metadata"]["name"].endswith("x-migrate")
+            continue
         kind = "rollout" if job["metadata"]["labels"]["adx.dev/rollout"] == "promote" else "restore"
         assert job["metadata"]["name"].endswith(
             f"-{kind}-" + job["metadata"]["labels"]["adx.dev/service"]
@@ -274,9 +294,101 @@ def test_every_hook_job_is_a_command_the_image_understands(name: str) -> None:
     """The Jobs' args parse with the `adx` command the image runs (its entrypoint)."""
     objects = manifests(render(values_file(CHART / "ci" / f"{name}-values.yaml")))
     for job in of_kind(objects, "Job"):
+        if component_is(job, "migrate"):
+            continue
         args = container(job)["args"]
         group = adx.commands[args[0]]
         assert isinstance(group, click.Group)
         command = group.commands[args[1]]
         context = command.make_context(args[1], list(args[2:]))
         assert context.params["service"] == job["metadata"]["labels"]["adx.dev/service"]
+
+
+# -- the migration hook ------------------------------------------------------------------------
+
+
+def test_the_migration_hook_args_are_the_adx_migrate_command() -> None:
+    args = container(migration_job(manifests(render())))["args"]
+    command = adx.commands[args[0]]
+    assert command.name == "migrate"
+    assert not isinstance(command, click.Group)
+    context = command.make_context(args[0], list(args[1:]))
+    assert context.params == {"revision": "head"}
+
+
+def test_the_migration_runs_before_everything_and_is_replaced_each_time() -> None:
+    objects = manifests(render(BLUE_GREEN))
+    job = migration_job(objects)
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    weight = int(annotations["helm.sh/hook-weight"])
+    others = [
+        int(o["metadata"]["annotations"]["helm.sh/hook-weight"])
+        for o in objects
+        if o is not job and "helm.sh/hook-weight" in o["metadata"].get("annotations", {})
+    ]
+    assert others
+    assert weight < min(others)
+    assert job["spec"]["backoffLimit"] == 3
+    assert job["spec"]["activeDeadlineSeconds"] == 600
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    # The newest code's migrations: the top-level image, which the API runs.
+    (api,) = (d for d in of_kind(objects, "Deployment") if component_is(d, "api"))
+    assert container(job)["image"] == container(api)["image"]
+
+
+def test_the_migration_needs_nothing_the_release_creates(blue_green: list[Manifest]) -> None:
+    """A pre-install hook runs before the release's objects: no ConfigMap, no ServiceAccount,
+    no claim. It carries the ConfigMap's settings inline and the workers' secrets by
+    reference, plus the owner's URL."""
+    job = migration_job(blue_green)
+    pod = job["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in pod
+    assert pod["automountServiceAccountToken"] is False
+    assert "envFrom" not in container(job)
+    (config,) = of_kind(blue_green, "ConfigMap")
+    env = env_names(job)
+    inline = {name: e["value"] for name, e in env.items() if "value" in e}
+    assert inline == config["data"]
+    files = worker_deployments(blue_green, "files")["files-green"]
+    worker_secrets = {n: e for n, e in env_names(files).items() if "valueFrom" in e}
+    by_reference = {n: e for n, e in env.items() if "valueFrom" in e}
+    assert by_reference == {
+        **worker_secrets,
+        "ADX_MIGRATION_DATABASE_URL": {
+            "name": "ADX_MIGRATION_DATABASE_URL",
+            "valueFrom": {
+                "secretKeyRef": {"name": "adx-core", "key": "ADX_MIGRATION_DATABASE_URL"}
+            },
+        },
+    }
+    # The other Jobs' locked-down pod, with only /tmp writable.
+    rollout = jobs(blue_green)["files"]
+    assert pod["securityContext"] == rollout["spec"]["template"]["spec"]["securityContext"]
+    assert container(job)["securityContext"] == container(rollout)["securityContext"]
+    # The pod's /tmp, not this process's.
+    assert container(job)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    (tmp,) = pod["volumes"]
+    assert tmp == next(
+        v for v in rollout["spec"]["template"]["spec"]["volumes"] if v["name"] == "tmp"
+    )
+
+
+def test_the_migration_url_can_come_from_its_own_secret() -> None:
+    values = values_file(CHART / "ci" / "external-secrets-values.yaml")
+    env = env_names(migration_job(manifests(render(values, required=False))))
+    assert env["ADX_MIGRATION_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "adx-db-owner",
+        "key": "url",
+    }
+    assert env["ADX_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "adx-db", "key": "url"}
+
+
+def test_no_migration_job_when_disabled() -> None:
+    objects = manifests(render({"migrations": {"enabled": False}}))
+    assert not [j for j in of_kind(objects, "Job") if component_is(j, "migrate")]
+    notes = render({"migrations": {"enabled": False}})["adx-core/templates/NOTES.txt"]
+    assert "migrations.enabled is false" in notes
+    assert "ADX_MIGRATION_DATABASE_URL=" not in notes
+    assert "ADX_MIGRATION_DATABASE_URL=" in render()["adx-core/templates/NOTES.txt"]

@@ -35,7 +35,8 @@ from tests.integration.test_tenant_slice import BODY, auth, wait_for_status, wai
 from tests.support.workers import WorkerFactory
 
 HISTORIES = Path(__file__).parent / "histories"
-WORKFLOWS = [*TENANT_WORKFLOWS, *USER_WORKFLOWS, *FILE_WORKFLOWS]
+# Every worker serves deployment_check_workflow: each definition once.
+WORKFLOWS = list(dict.fromkeys([*TENANT_WORKFLOWS, *USER_WORKFLOWS, *FILE_WORKFLOWS]))
 
 Client = TestClient[web.Request, web.Application]
 

@@ -93,6 +93,14 @@ helm.sh/chart: {{ include "adx-core.chart" .root }}
 {{ include "adx-core.secretEnv" (dict "root" $root "name" "ADX_AZURE_CONNECTION_STRING" "ref" $c "key" $c.connectionStringKey) }}
 {{- end }}
 {{- end }}
+{{- $n := $v.notifications }}
+{{- /* A password without a user name would never be sent: aiosmtplib logs in only with both. */}}
+{{- if and (eq $n.provider "smtp") $n.smtp.username }}
+{{ include "adx-core.secretEnv" (dict "root" $root "name" "ADX_SMTP_PASSWORD" "ref" $n.smtp.password "key" $n.smtp.password.key) }}
+{{- end }}
+{{- if and (eq $n.provider "webhook") $n.webhook.secret.enabled }}
+{{ include "adx-core.secretEnv" (dict "root" $root "name" "ADX_NOTIFY_WEBHOOK_SECRET" "ref" $n.webhook.secret "key" $n.webhook.secret.key) }}
+{{- end }}
 {{- range $v.extraSecretEnv }}
 {{ include "adx-core.secretEnv" (dict "root" $root "name" .name "ref" . "key" .key) }}
 {{- end }}
@@ -122,6 +130,102 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
+{{/*
+The non-secret settings of every ADX process, as a JSON object of name -> string: the
+ConfigMap's data, and the inline env of the migration Job (which runs before the ConfigMap
+exists), so that the list is written once. Args: the root context.
+*/}}
+{{- define "adx-core.configData" -}}
+{{- $v := .Values }}
+{{- $d := dict "ADX_ENV" $v.environment "ADX_LOG_LEVEL" $v.log.level "ADX_LOG_FORMAT" $v.log.format }}
+{{- /* In a pod every role listens on all interfaces, as the image sets, so the kubelet reaches it. */}}
+{{- $_ := set $d "ADX_API_HOST" "0.0.0.0" }}
+{{- $_ = set $d "ADX_API_PORT" (toString $v.api.port) }}
+{{- $_ = set $d "ADX_WORKER_HTTP_HOST" "0.0.0.0" }}
+{{- $_ = set $d "ADX_WORKER_HTTP_PORT" (toString $v.workers.port) }}
+{{- $_ = set $d "ADX_OPERATOR_HTTP_HOST" "0.0.0.0" }}
+{{- $_ = set $d "ADX_OPERATOR_HTTP_PORT" (toString $v.operator.port) }}
+{{- $_ = set $d "ADX_TEMPORAL_ADDRESS" $v.temporal.address }}
+{{- $_ = set $d "ADX_TEMPORAL_NAMESPACE" $v.temporal.namespace }}
+{{- with $v.temporal.taskQueuePrefix }}{{ $_ = set $d "ADX_TASK_QUEUE_PREFIX" . }}{{ end }}
+{{- $tls := $v.temporal.tls }}
+{{- if $tls.enabled }}
+{{- with $tls.caKey }}{{ $_ = set $d "ADX_TEMPORAL_TLS_CA" (printf "/etc/adx/temporal-tls/%s" .) }}{{ end }}
+{{- if $tls.certKey }}
+{{- $_ = set $d "ADX_TEMPORAL_TLS_CERT" (printf "/etc/adx/temporal-tls/%s" $tls.certKey) }}
+{{- $_ = set $d "ADX_TEMPORAL_TLS_KEY" (printf "/etc/adx/temporal-tls/%s" $tls.keyKey) }}
+{{- end }}
+{{- end }}
+{{- with $tls.serverName }}{{ $_ = set $d "ADX_TEMPORAL_TLS_SERVER_NAME" . }}{{ end }}
+{{- $_ = set $d "ADX_DATABASE_POOL_SIZE" (toString $v.database.poolSize) }}
+{{- $_ = set $d "ADX_JWT_ISSUER" $v.auth.jwt.issuer }}
+{{- $_ = set $d "ADX_JWT_AUDIENCE" $v.auth.jwt.audience }}
+{{- with $v.auth.jwt.jwksUrl }}{{ $_ = set $d "ADX_JWT_JWKS_URL" . }}{{ end }}
+{{- with $v.auth.jwt.externalIssuer }}{{ $_ = set $d "ADX_JWT_EXTERNAL_ISSUER" . }}{{ end }}
+{{- with $v.codec.activeKeyId }}{{ $_ = set $d "ADX_CODEC_ACTIVE_KEY_ID" . }}{{ end }}
+{{- with $v.api.corsAllowedOrigins }}{{ $_ = set $d "ADX_CORS_ALLOWED_ORIGINS" (join "," .) }}{{ end }}
+{{- include "adx-core.storageConfig" (dict "v" $v "d" $d) }}
+{{- include "adx-core.notificationConfig" (dict "v" $v "d" $d) }}
+{{- $_ = set $d "ADX_SCANNER" $v.scanner.kind }}
+{{- if eq $v.scanner.kind "clamd" }}{{ $_ = set $d "ADX_CLAMD_ADDRESS" $v.scanner.clamd.address }}{{ end }}
+{{- range $name, $value := $v.config }}{{ $_ = set $d $name (include "adx-core.settingString" $value) }}{{ end }}
+{{- toJson $d }}
+{{- end }}
+
+{{/*
+A value of config as the string the app parses. Helm reads every number of a values file as a
+float, which toString writes as 1.048576e+08 from eight digits on: the app's integer settings
+would refuse that, so a whole number (within a float's exact integers) is written as an integer.
+*/}}
+{{- define "adx-core.settingString" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) (lt . 1e15) (gt . -1e15) }}{{ int64 . }}{{ else }}{{ toString . }}{{ end }}
+{{- end }}
+
+{{/* The storage provider's non-secret settings, set into d. Args: v (.Values), d (a dict). */}}
+{{- define "adx-core.storageConfig" -}}
+{{- $s := .v.storage }}
+{{- $d := .d }}
+{{- $_ := set $d "ADX_STORAGE_PROVIDER" $s.provider }}
+{{- if eq $s.provider "local" }}
+{{- $_ = set $d "ADX_STORAGE_ROOT" $s.local.path }}
+{{- else if eq $s.provider "s3" }}
+{{- $_ = set $d "ADX_S3_BUCKET" $s.s3.bucket }}
+{{- $_ = set $d "ADX_S3_REGION" $s.s3.region }}
+{{- $_ = set $d "ADX_S3_SECURE" (ternary "true" "false" $s.s3.secure) }}
+{{- with $s.s3.endpoint }}{{ $_ = set $d "ADX_S3_ENDPOINT" . }}{{ end }}
+{{- else if eq $s.provider "gcs" }}
+{{- $_ = set $d "ADX_GCS_BUCKET" $s.gcs.bucket }}
+{{- with $s.gcs.project }}{{ $_ = set $d "ADX_GCS_PROJECT" . }}{{ end }}
+{{- with $s.gcs.endpoint }}{{ $_ = set $d "ADX_GCS_ENDPOINT" . }}{{ end }}
+{{- if $s.gcs.credentials.existingSecret }}
+{{- $_ = set $d "GOOGLE_APPLICATION_CREDENTIALS" (printf "/etc/adx/gcs/%s" $s.gcs.credentials.key) }}
+{{- end }}
+{{- else if eq $s.provider "azure" }}
+{{- $_ = set $d "ADX_AZURE_CONTAINER" $s.azure.container }}
+{{- with $s.azure.accountUrl }}{{ $_ = set $d "ADX_AZURE_ACCOUNT_URL" . }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The notifier's non-secret settings, set into d: only the chosen provider's, since the other's
+would be ignored. Args: v (.Values), d (a dict).
+*/}}
+{{- define "adx-core.notificationConfig" -}}
+{{- $n := .v.notifications }}
+{{- $d := .d }}
+{{- $_ := set $d "ADX_NOTIFY_PROVIDER" $n.provider }}
+{{- with $n.from }}{{ $_ = set $d "ADX_NOTIFY_FROM" . }}{{ end }}
+{{- $_ = set $d "ADX_NOTIFY_TIMEOUT_SECONDS" (toString $n.timeoutSeconds) }}
+{{- if eq $n.provider "smtp" }}
+{{- $_ = set $d "ADX_SMTP_HOST" $n.smtp.host }}
+{{- $_ = set $d "ADX_SMTP_PORT" (toString $n.smtp.port) }}
+{{- $_ = set $d "ADX_SMTP_SECURITY" $n.smtp.security }}
+{{- with $n.smtp.username }}{{ $_ = set $d "ADX_SMTP_USERNAME" . }}{{ end }}
+{{- else }}
+{{- $_ = set $d "ADX_NOTIFY_WEBHOOK_URL" $n.webhook.url }}
+{{- end }}
+{{- end }}
+
 {{/* The ConfigMap every ADX process reads its settings from. Args: root. */}}
 {{- define "adx-core.envFrom" -}}
 envFrom:
@@ -129,11 +233,23 @@ envFrom:
       name: {{ include "adx-core.fullname" .root }}
 {{- end }}
 
+{{/* The writable /tmp of every container: the root filesystem is read-only. */}}
+{{- define "adx-core.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* The volume behind adx-core.tmpVolumeMount: Python and the SDKs need a writable /tmp. */}}
+{{- define "adx-core.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end }}
+
 {{/* The volumeMounts of an ADX container. Args: root. */}}
 {{- define "adx-core.volumeMounts" -}}
 {{- $v := .root.Values }}
-- name: tmp
-  mountPath: /tmp
+{{ include "adx-core.tmpVolumeMount" . }}
 {{- if eq $v.storage.provider "local" }}
 - name: storage
   mountPath: {{ $v.storage.local.path }}
@@ -153,14 +269,17 @@ envFrom:
 {{/* The volumes behind adx-core.volumeMounts. Args: root. */}}
 {{- define "adx-core.volumes" -}}
 {{- $v := .root.Values }}
-# The root filesystem is read-only; Python and the SDKs need a writable /tmp.
-- name: tmp
-  emptyDir:
-    sizeLimit: 256Mi
+{{ include "adx-core.tmpVolume" . }}
 {{- if eq $v.storage.provider "local" }}
 - name: storage
+{{- if $v.storage.local.persistence.enabled }}
+  persistentVolumeClaim:
+    claimName: {{ include "adx-core.storageClaimName" .root }}
+{{- else }}
+  # One per pod: not shared with the other pods, and lost with the pod (see NOTES.txt).
   emptyDir:
     sizeLimit: {{ $v.storage.local.sizeLimit }}
+{{- end }}
 {{- end }}
 {{- if $v.temporal.tls.enabled }}
 - name: temporal-tls
@@ -172,6 +291,16 @@ envFrom:
   secret:
     secretName: {{ $v.storage.gcs.credentials.existingSecret }}
 {{- end }}
+{{- end }}
+
+{{/* The migration hook Job's name; a Job's name is also a label value, so at most 63. */}}
+{{- define "adx-core.migrateJobName" -}}
+{{- printf "%s-migrate" (include "adx-core.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* The claim every pod mounts local storage from: existingClaim, else the chart's. */}}
+{{- define "adx-core.storageClaimName" -}}
+{{- .Values.storage.local.persistence.existingClaim | default (printf "%s-storage" (include "adx-core.fullname" .)) }}
 {{- end }}
 
 {{/* The pod's imagePullSecrets; the caller includes it only when there are some. Args: root. */}}

@@ -1,11 +1,12 @@
 {{/* Contradictory values stop the render with a message that says what to change. */}}
 {{- define "adx-core.validate" -}}
 {{- $v := .Values }}
+{{- include "adx-core.validateRequired" . }}
+{{- if and (eq $v.scanner.kind "eicar") (eq $v.environment "production") }}
+{{- fail "scanner.kind=eicar with environment=production: the app refuses ADX_SCANNER=eicar in production at start (it knows only the EICAR test string), so no pod would start; set scanner.kind=clamd and scanner.clamd.address" }}
+{{- end }}
 {{- if and (gt (int $v.operator.replicas) 1) (not $v.operator.peering.enabled) }}
 {{- fail "operator.replicas > 1 needs operator.peering.enabled: without a peering every replica acts and their status writes race" }}
-{{- end }}
-{{- if and $v.operator.watchNamespaces $v.operator.peering.enabled }}
-{{- fail "operator.watchNamespaces with operator.peering.enabled needs kopf's namespaced KopfPeering CRD, which adx-core-crds does not ship: set operator.peering.enabled=false and operator.replicas=1" }}
 {{- end }}
 {{- if and $v.api.ingress.enabled (not $v.api.ingress.host) }}
 {{- fail "api.ingress.enabled needs api.ingress.host" }}
@@ -89,4 +90,26 @@
 {{- $steps = mul (len $r.progressive.steps) $r.progressive.stepSeconds }}
 {{- end }}
 {{- add $r.pollersTimeoutSeconds $steps }}
+{{- end }}
+
+{{/*
+The site values without a usable default, checked together so that a bare install names them
+all at once: without a mail server (or webhook) every worker exits at start, and without a
+clamd every upload fails its scan, so an install would only end in broken pods.
+*/}}
+{{- define "adx-core.validateRequired" -}}
+{{- $n := .Values.notifications }}
+{{- $missing := list }}
+{{- if and (eq $n.provider "smtp") (not $n.smtp.host) }}
+{{- $missing = append $missing "notifications.smtp.host (the SMTP server the workers send mail through; or set notifications.provider=webhook and notifications.webhook.url)" }}
+{{- end }}
+{{- if and (eq $n.provider "webhook") (not $n.webhook.url) }}
+{{- $missing = append $missing "notifications.webhook.url (where notifications.provider=webhook POSTs each notification)" }}
+{{- end }}
+{{- if and (eq .Values.scanner.kind "clamd") (not .Values.scanner.clamd.address) }}
+{{- $missing = append $missing "scanner.clamd.address (host:port or unix:/path of the clamd that scans every upload; or scanner.kind=eicar outside production)" }}
+{{- end }}
+{{- with $missing }}
+{{- fail (printf "required values are not set, and without them the workers cannot send mail or scan uploads: %s. See Required values in the chart's README" (join "; " .)) }}
+{{- end }}
 {{- end }}

@@ -12,6 +12,8 @@ from temporalio.worker import Worker
 from adx_core.contracts.storage import FILES_TASK_QUEUE
 from adx_core.scanning import scanner_from_settings
 from adx_workers.common.notify import NotificationActivities
+from adx_workers.deployment_check.activities import DeploymentCheckActivities
+from adx_workers.deployment_check.workflows import DeploymentCheckWorkflow
 from adx_workers.files.migration import FileMigrationWorkflow
 from adx_workers.files.migration_activities import MigrationActivities
 from adx_workers.files.processing import FileProcessingWorkflow
@@ -31,6 +33,7 @@ WORKFLOWS = [
     FileProcessingWorkflow,
     FileSharingWorkflow,
     FileMigrationWorkflow,
+    DeploymentCheckWorkflow,
 ]
 
 
@@ -46,6 +49,8 @@ def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
         *SharingActivities(resources.sessions).all(),
         # Shares tell their recipients.
         NotificationActivities(resources.sessions, resources.notifier).send_notification,
+        # The files worker's build also needs its scanner before it takes uploads.
+        DeploymentCheckActivities(resources, "files", scanner).check_dependencies,
     ]
 
 

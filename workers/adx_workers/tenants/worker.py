@@ -12,6 +12,8 @@ from temporalio.worker import Worker
 from adx_core.contracts.tenants import TASK_QUEUE
 from adx_workers.billing import worker as billing
 from adx_workers.common.notify import NotificationActivities
+from adx_workers.deployment_check.activities import DeploymentCheckActivities
+from adx_workers.deployment_check.workflows import DeploymentCheckWorkflow
 from adx_workers.monitoring import worker as monitoring
 from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
@@ -28,6 +30,7 @@ def workflows(versioned: bool = False) -> list[type]:
         TenantDeprovisioningWorkflow,
         *monitoring.workflows(versioned),
         *billing.WORKFLOWS,
+        DeploymentCheckWorkflow,
     ]
 
 
@@ -41,6 +44,7 @@ def activities_for(resources: WorkerResources) -> list[Callable[..., Any]]:
         *monitoring.activities_for(resources),
         *billing.activities_for(resources, resources.payments),
         NotificationActivities(resources.sessions, resources.notifier).send_notification,
+        DeploymentCheckActivities(resources, "tenants").check_dependencies,
     ]
 
 

@@ -8,6 +8,8 @@ from temporalio.worker import Worker
 from adx_core.cache import TenantContextCache, cache_from_settings
 from adx_core.contracts.users import TASK_QUEUE
 from adx_workers.common.notify import NotificationActivities
+from adx_workers.deployment_check.activities import DeploymentCheckActivities
+from adx_workers.deployment_check.workflows import DeploymentCheckWorkflow
 from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
 from adx_workers.users.activities import UserActivities
@@ -18,7 +20,12 @@ from adx_workers.users.workflows import (
 )
 from adx_workers.versioning import deployment_config
 
-WORKFLOWS = [UserOnboardingWorkflow, UserUpdateWorkflow, TenantSwitchWorkflow]
+WORKFLOWS = [
+    UserOnboardingWorkflow,
+    UserUpdateWorkflow,
+    TenantSwitchWorkflow,
+    DeploymentCheckWorkflow,
+]
 
 
 def build_worker(
@@ -37,7 +44,11 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*activities.all(), notifications.send_notification],
+        activities=[
+            *activities.all(),
+            notifications.send_notification,
+            DeploymentCheckActivities(resources, "users").check_dependencies,
+        ],
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=resources.graceful_shutdown,
         deployment_config=deployment_config(resources.settings, "users"),

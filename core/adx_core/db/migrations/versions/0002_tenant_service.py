@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from adx_core.db.migration_role import app_role
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -35,13 +37,6 @@ NEW_TABLES = (
     "invitations",
     "notifications_sent",
 )
-
-
-def _app_role() -> str:
-    role = op.get_context().config.attributes.get("app_role", "adx_app")  # type: ignore[union-attr]
-    if not isinstance(role, str) or not role.replace("_", "").isalnum():
-        raise ValueError(f"unsafe application role name {role!r}")
-    return role
 
 
 def _tenant_fk(primary_key: bool = False) -> sa.Column[object]:
@@ -65,7 +60,7 @@ def _now(name: str = "created_at") -> sa.Column[object]:
 
 
 def upgrade() -> None:
-    role = _app_role()
+    role = app_role()
 
     # A failed or removed tenant stays on record, and its slug becomes free again.
     op.add_column("tenants", sa.Column("failure", JSONB))

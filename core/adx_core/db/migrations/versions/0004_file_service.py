@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from adx_core.db.migration_role import app_role
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -28,13 +30,6 @@ NEW_TABLES = (
     "upload_sessions",
     "upload_parts",
 )
-
-
-def _app_role() -> str:
-    role = op.get_context().config.attributes.get("app_role", "adx_app")  # type: ignore[union-attr]
-    if not isinstance(role, str) or not role.replace("_", "").isalnum():
-        raise ValueError(f"unsafe application role name {role!r}")
-    return role
 
 
 def _tenant() -> sa.Column[object]:
@@ -53,7 +48,7 @@ def _created() -> sa.Column[object]:
 
 
 def upgrade() -> None:
-    role = _app_role()
+    role = app_role()
     for name, kind, default in (
         ("metadata", JSONB, "{}"),
         ("thumbnails", JSONB, "[]"),

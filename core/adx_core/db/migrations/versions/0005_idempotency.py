@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from adx_core.db.migration_role import app_role
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -23,15 +25,8 @@ CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 TABLE = "idempotency_records"
 
 
-def _app_role() -> str:
-    role = op.get_context().config.attributes.get("app_role", "adx_app")  # type: ignore[union-attr]
-    if not isinstance(role, str) or not role.replace("_", "").isalnum():
-        raise ValueError(f"unsafe application role name {role!r}")
-    return role
-
-
 def upgrade() -> None:
-    role = _app_role()
+    role = app_role()
     op.create_table(
         TABLE,
         # No foreign key to tenants: a row is scoped by the token's tenant claim, and it
