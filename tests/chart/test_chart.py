@@ -155,6 +155,42 @@ def test_local_storage_gets_a_writable_volume() -> None:
     assert not list(of_kind(objects, "PersistentVolumeClaim"))
 
 
+BINARY_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4}
+
+
+def quantity_bytes(quantity: str) -> int:
+    for unit, factor in BINARY_UNITS.items():
+        if quantity.endswith(unit):
+            return int(quantity.removesuffix(unit)) * factor
+    return int(quantity)
+
+
+def tmp_size(deployment: Manifest) -> int:
+    (tmp,) = (v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tmp")
+    return quantity_bytes(tmp["emptyDir"]["sizeLimit"])
+
+
+def test_the_files_worker_tmp_holds_what_its_activities_spool() -> None:
+    """Processing and archive checks spool whole files to /tmp: past its sizeLimit the kubelet
+    evicts the pod, so the default must hold a full set of concurrent spools."""
+    from adx_core.settings import Settings
+    from adx_workers.files.worker import MAX_CONCURRENT_ACTIVITIES
+
+    objects = manifests(render())
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in of_kind(objects, "Deployment")
+    }
+    spools = MAX_CONCURRENT_ACTIVITIES * Settings.model_fields["processing_max_bytes"].default
+    assert tmp_size(deployments["worker-files"]) >= spools
+    assert tmp_size(deployments["api"]) == quantity_bytes("256Mi")
+    shrunk = manifests(render({"workers": {"files": {"tmpSizeLimit": ""}}}))
+    files = next(
+        d for d in of_kind(shrunk, "Deployment") if "worker-files" in d["metadata"]["name"]
+    )
+    assert tmp_size(files) == quantity_bytes("256Mi")
+
+
 def test_shared_local_storage_is_one_kept_claim_in_every_pod() -> None:
     values = values_file(CHART / "ci" / "shared-local-storage-values.yaml")
     objects = manifests(render(values))

@@ -239,11 +239,12 @@ envFrom:
   mountPath: /tmp
 {{- end }}
 
-{{/* The volume behind adx-core.tmpVolumeMount: Python and the SDKs need a writable /tmp. */}}
+{{/* The volume behind adx-core.tmpVolumeMount: Python and the SDKs need a writable /tmp, and
+the files worker spools files there. Args: root, and spec (a component's values) if any. */}}
 {{- define "adx-core.tmpVolume" -}}
 - name: tmp
   emptyDir:
-    sizeLimit: 256Mi
+    sizeLimit: {{ dig "tmpSizeLimit" "" (.spec | default dict) | default .root.Values.podDefaults.tmpSizeLimit }}
 {{- end }}
 
 {{/* The volumeMounts of an ADX container. Args: root. */}}

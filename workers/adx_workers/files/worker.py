@@ -28,6 +28,11 @@ from adx_workers.resources import WorkerResources
 from adx_workers.sandbox import workflow_runner
 from adx_workers.versioning import deployment_config
 
+# Each migration batch and each scan streams with its own bounded parallelism; thumbnails
+# and analysis run in threads. Each of them may spool a file of up to ADX_PROCESSING_MAX_BYTES
+# to /tmp (the chart sizes the files worker's /tmp for all of them at once).
+MAX_CONCURRENT_ACTIVITIES = 16
+
 WORKFLOWS = [
     FileUploadWorkflow,
     FileProcessingWorkflow,
@@ -64,8 +69,6 @@ def build_worker(
         activities=activities_for(resources),
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=resources.graceful_shutdown,
-        # Each migration batch and each scan streams with its own bounded parallelism;
-        # thumbnails and analysis run in threads.
-        max_concurrent_activities=16,
+        max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
         deployment_config=deployment_config(resources.settings, "files"),
     )
