@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -526,3 +528,52 @@ def test_helm_test_pod_checks_api_and_temporal() -> None:
     assert env["TEMPORAL_ADDRESS"] == "temporal-frontend.temporal.svc.cluster.local:7233"
     # The check itself must at least be valid Python.
     compile(pod["spec"]["containers"][0]["args"][0], "helm-test", "exec")
+
+
+# A plausible value for each secret the chart references, so that the app can judge the rest.
+FAKE_SECRETS = {
+    "ADX_DATABASE_URL": "postgresql+asyncpg://adx_app:app-password@postgres:5432/adx",
+    "ADX_MIGRATION_DATABASE_URL": "postgresql+asyncpg://adx_owner:owner-password@postgres:5432/adx",
+    "ADX_JWT_SECRET": "s" * 48,
+    "ADX_CODEC_KEYS": "k1:" + base64.b64encode(b"k" * 32).decode(),
+}
+
+
+def environment_of(workload: Manifest, config: dict[str, str]) -> dict[str, str]:
+    """The environment the container starts with: the ConfigMap it reads, then its own env,
+    each Secret reference standing for a plausible secret."""
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    environment = dict(config) if "envFrom" in container else {}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            environment[entry["name"]] = entry["value"]
+        else:
+            environment[entry["name"]] = FAKE_SECRETS.get(entry["name"], "secret-value")
+    # The Secret holds the key the values name as active (a rotation in progress), too.
+    active = environment.get("ADX_CODEC_ACTIVE_KEY_ID")
+    if active and "ADX_CODEC_KEYS" in environment:
+        key = base64.b64encode(b"a" * 32).decode()
+        environment["ADX_CODEC_KEYS"] += f",{active}:{key}"
+    return environment
+
+
+def test_the_app_accepts_every_container_environment(
+    rendered: list[Manifest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What each role, hook Job and the migration read is valid to the app's own Settings:
+    a setting the chart writes in a shape the app refuses would stop the pod at start."""
+    from adx_core.settings import SettingsError, load_settings
+
+    (config,) = of_kind(rendered, "ConfigMap")
+    workloads = [*of_kind(rendered, "Deployment"), *of_kind(rendered, "Job")]
+    for workload in workloads:
+        environment = environment_of(workload, config["data"])
+        for name in [name for name in os.environ if name.startswith("ADX_")]:
+            monkeypatch.delenv(name)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        try:
+            settings = load_settings()
+        except SettingsError as refused:
+            raise AssertionError(f"{workload['metadata']['name']}: {refused}") from None
+        assert settings.temporal_address == environment["ADX_TEMPORAL_ADDRESS"]
