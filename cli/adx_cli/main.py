@@ -9,6 +9,7 @@ import click
 from adx_cli.ops import ops
 from adx_cli.rollout import rollout
 from adx_cli.runtime import run_role, settings_or_exit
+from adx_cli.temporal import temporal
 from adx_core.auth import Role, mint_token
 
 
@@ -19,6 +20,7 @@ def main() -> None:
 
 main.add_command(ops)
 main.add_command(rollout)
+main.add_command(temporal)
 
 
 @main.command()
