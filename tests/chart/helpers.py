@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -19,6 +20,8 @@ KUBE_VERSION = "1.33.0"
 RELEASE = "adx"
 NAMESPACE = "adx-system"
 WORKERS = ("tenants", "files", "users")
+# The components of the pre-install hook Jobs: they run before any object of the release exists.
+PRE_INSTALL_HOOKS = frozenset({"migrate", "temporal-setup"})
 
 Manifest = dict[str, Any]
 
@@ -76,3 +79,30 @@ def values_file(path: Path) -> dict[str, Any]:
     loaded = yaml.safe_load(path.read_text())
     assert isinstance(loaded, dict)
     return loaded
+
+
+# A plausible value for each secret the chart references, so that the app can judge the rest.
+FAKE_SECRETS = {
+    "ADX_DATABASE_URL": "postgresql+asyncpg://adx_app:app-password@postgres:5432/adx",
+    "ADX_MIGRATION_DATABASE_URL": "postgresql+asyncpg://adx_owner:owner-password@postgres:5432/adx",
+    "ADX_JWT_SECRET": "s" * 48,
+    "ADX_CODEC_KEYS": "k1:" + base64.b64encode(b"k" * 32).decode(),
+}
+
+
+def environment_of(workload: Manifest, config: dict[str, str]) -> dict[str, str]:
+    """The environment the container starts with: the ConfigMap it reads, then its own env,
+    each Secret reference standing for a plausible secret."""
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    environment = dict(config) if "envFrom" in container else {}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            environment[entry["name"]] = entry["value"]
+        else:
+            environment[entry["name"]] = FAKE_SECRETS.get(entry["name"], "secret-value")
+    # The Secret holds the key the values name as active (a rotation in progress), too.
+    active = environment.get("ADX_CODEC_ACTIVE_KEY_ID")
+    if active and "ADX_CODEC_KEYS" in environment:
+        key = base64.b64encode(b"a" * 32).decode()
+        environment["ADX_CODEC_KEYS"] += f",{active}:{key}"
+    return environment

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from pathlib import Path
@@ -17,9 +16,11 @@ from tests.chart.helpers import (
     CHART,
     CI_VALUES,
     KUBE_VERSION,
+    PRE_INSTALL_HOOKS,
     REQUIRED,
     WORKERS,
     Manifest,
+    environment_of,
     manifests,
     of_kind,
     render,
@@ -205,8 +206,8 @@ def test_shared_local_storage_is_one_kept_claim_in_every_pod() -> None:
     }
     volumes = storage_volumes(objects, "/srv/adx")
     owners = [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]
-    # Every pod but the migration's, which runs before the claim exists and needs no files.
-    expected = {o["metadata"]["name"] for o in owners if component(o) != "migrate"}
+    # Every pod but the pre-install hooks', which run before the claim exists and need no files.
+    expected = {o["metadata"]["name"] for o in owners if component(o) not in PRE_INSTALL_HOOKS}
     assert set(volumes) == expected
     assert {"api", "operator", *(f"worker-{w}" for w in WORKERS), "rollout"} <= {
         component(o) for o in owners if o["metadata"]["name"] in volumes
@@ -316,7 +317,7 @@ def test_secrets_only_by_reference(rendered: list[Manifest]) -> None:
     assert not list(of_kind(rendered, "Secret"))
     for deployment in [*of_kind(rendered, "Deployment"), *of_kind(rendered, "Job")]:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        if component(deployment) == "migrate":
+        if component(deployment) in PRE_INSTALL_HOOKS:
             # A pre-install hook runs before the ConfigMap exists: the same settings, inline.
             assert "envFrom" not in container
         else:
@@ -528,33 +529,6 @@ def test_helm_test_pod_checks_api_and_temporal() -> None:
     assert env["TEMPORAL_ADDRESS"] == "temporal-frontend.temporal.svc.cluster.local:7233"
     # The check itself must at least be valid Python.
     compile(pod["spec"]["containers"][0]["args"][0], "helm-test", "exec")
-
-
-# A plausible value for each secret the chart references, so that the app can judge the rest.
-FAKE_SECRETS = {
-    "ADX_DATABASE_URL": "postgresql+asyncpg://adx_app:app-password@postgres:5432/adx",
-    "ADX_MIGRATION_DATABASE_URL": "postgresql+asyncpg://adx_owner:owner-password@postgres:5432/adx",
-    "ADX_JWT_SECRET": "s" * 48,
-    "ADX_CODEC_KEYS": "k1:" + base64.b64encode(b"k" * 32).decode(),
-}
-
-
-def environment_of(workload: Manifest, config: dict[str, str]) -> dict[str, str]:
-    """The environment the container starts with: the ConfigMap it reads, then its own env,
-    each Secret reference standing for a plausible secret."""
-    (container,) = workload["spec"]["template"]["spec"]["containers"]
-    environment = dict(config) if "envFrom" in container else {}
-    for entry in container.get("env", []):
-        if "value" in entry:
-            environment[entry["name"]] = entry["value"]
-        else:
-            environment[entry["name"]] = FAKE_SECRETS.get(entry["name"], "secret-value")
-    # The Secret holds the key the values name as active (a rotation in progress), too.
-    active = environment.get("ADX_CODEC_ACTIVE_KEY_ID")
-    if active and "ADX_CODEC_KEYS" in environment:
-        key = base64.b64encode(b"a" * 32).decode()
-        environment["ADX_CODEC_KEYS"] += f",{active}:{key}"
-    return environment
 
 
 def test_the_app_accepts_every_container_environment(

@@ -150,10 +150,11 @@ exists), so that the list is written once. Args: the root context.
 {{- with $v.temporal.taskQueuePrefix }}{{ $_ = set $d "ADX_TASK_QUEUE_PREFIX" . }}{{ end }}
 {{- $tls := $v.temporal.tls }}
 {{- if $tls.enabled }}
-{{- with $tls.caKey }}{{ $_ = set $d "ADX_TEMPORAL_TLS_CA" (printf "/etc/adx/temporal-tls/%s" .) }}{{ end }}
+{{- $dir := include "adx-core.temporalTlsDir" . }}
+{{- with $tls.caKey }}{{ $_ = set $d "ADX_TEMPORAL_TLS_CA" (printf "%s/%s" $dir .) }}{{ end }}
 {{- if $tls.certKey }}
-{{- $_ = set $d "ADX_TEMPORAL_TLS_CERT" (printf "/etc/adx/temporal-tls/%s" $tls.certKey) }}
-{{- $_ = set $d "ADX_TEMPORAL_TLS_KEY" (printf "/etc/adx/temporal-tls/%s" $tls.keyKey) }}
+{{- $_ = set $d "ADX_TEMPORAL_TLS_CERT" (printf "%s/%s" $dir $tls.certKey) }}
+{{- $_ = set $d "ADX_TEMPORAL_TLS_KEY" (printf "%s/%s" $dir $tls.keyKey) }}
 {{- end }}
 {{- end }}
 {{- with $tls.serverName }}{{ $_ = set $d "ADX_TEMPORAL_TLS_SERVER_NAME" . }}{{ end }}
@@ -247,6 +248,25 @@ the files worker spools files there. Args: root, and spec (a component's values)
     sizeLimit: {{ dig "tmpSizeLimit" "" (.spec | default dict) | default .root.Values.podDefaults.tmpSizeLimit }}
 {{- end }}
 
+{{/* Where the Temporal TLS Secret's files are: ADX_TEMPORAL_TLS_* name files in it. */}}
+{{- define "adx-core.temporalTlsDir" -}}
+/etc/adx/temporal-tls
+{{- end }}
+
+{{/* Mounts the Temporal TLS Secret; callers include it only with temporal.tls.enabled. */}}
+{{- define "adx-core.temporalTlsVolumeMount" -}}
+- name: temporal-tls
+  mountPath: {{ include "adx-core.temporalTlsDir" . }}
+  readOnly: true
+{{- end }}
+
+{{/* The volume behind adx-core.temporalTlsVolumeMount. Args: root. */}}
+{{- define "adx-core.temporalTlsVolume" -}}
+- name: temporal-tls
+  secret:
+    secretName: {{ .root.Values.temporal.tls.existingSecret }}
+{{- end }}
+
 {{/* The volumeMounts of an ADX container. Args: root. */}}
 {{- define "adx-core.volumeMounts" -}}
 {{- $v := .root.Values }}
@@ -256,9 +276,7 @@ the files worker spools files there. Args: root, and spec (a component's values)
   mountPath: {{ $v.storage.local.path }}
 {{- end }}
 {{- if $v.temporal.tls.enabled }}
-- name: temporal-tls
-  mountPath: /etc/adx/temporal-tls
-  readOnly: true
+{{ include "adx-core.temporalTlsVolumeMount" . }}
 {{- end }}
 {{- if and (eq $v.storage.provider "gcs") $v.storage.gcs.credentials.existingSecret }}
 - name: gcs-credentials
@@ -283,9 +301,7 @@ the files worker spools files there. Args: root, and spec (a component's values)
 {{- end }}
 {{- end }}
 {{- if $v.temporal.tls.enabled }}
-- name: temporal-tls
-  secret:
-    secretName: {{ $v.temporal.tls.existingSecret }}
+{{ include "adx-core.temporalTlsVolume" . }}
 {{- end }}
 {{- if and (eq $v.storage.provider "gcs") $v.storage.gcs.credentials.existingSecret }}
 - name: gcs-credentials
@@ -294,9 +310,13 @@ the files worker spools files there. Args: root, and spec (a component's values)
 {{- end }}
 {{- end }}
 
-{{/* The migration hook Job's name; a Job's name is also a label value, so at most 63. */}}
-{{- define "adx-core.migrateJobName" -}}
-{{- printf "%s-migrate" (include "adx-core.fullname" . | trunc 55 | trimSuffix "-") }}
+{{/*
+A pre-install hook Job's name, <fullname>-<component>; a Job's name is also a label value, so at
+most 63 characters. Args: root, component.
+*/}}
+{{- define "adx-core.hookJobName" -}}
+{{- $suffix := printf "-%s" .component }}
+{{- printf "%s%s" (include "adx-core.fullname" .root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix }}
 {{- end }}
 
 {{/* The claim every pod mounts local storage from: existingClaim, else the chart's. */}}
