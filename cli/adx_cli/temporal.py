@@ -16,7 +16,7 @@ from adx_cli.runtime import settings_or_exit
 from adx_core.contracts import search
 from adx_core.temporal.client import connect
 from adx_core.temporal.search_setup import (
-    SearchAttributeConflictError,
+    SearchAttributeSetupError,
     ensure_search_attributes,
     wanted,
 )
@@ -40,7 +40,7 @@ def setup() -> None:
 
     try:
         added = asyncio.run(work())
-    except SearchAttributeConflictError as err:
+    except SearchAttributeSetupError as err:
         raise click.ClickException(str(err)) from None
     except RPCError as err:
         raise click.ClickException(

@@ -9,15 +9,16 @@ attempt is told apart from a newer one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from temporalio.client import (
     Client,
     WorkflowFailureError,
-    WorkflowHandle,
     WorkflowQueryFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from adx_core.contracts import search
@@ -53,20 +54,24 @@ async def start(
     owner_tenant_id: str,
     memo: dict[str, Any],
     reuse: WorkflowIDReusePolicy,
-) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(
-        workflow,
-        arg,
-        id=workflow_id,
-        task_queue=task_queue,
-        # Listed among the owner's operations, found by the resource's correlation id.
-        search_attributes=search.start_attributes(
-            owner_tenant_id, f"k8s-{memo[MEMO_UID]}-{memo[MEMO_GENERATION]}"
-        ),
-        memo=memo,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=reuse,
-    )
+) -> None:
+    # Another handler of the same resource (kopf runs the timer beside the event handlers)
+    # may have started this run first, and it may have closed already, so the reuse policy
+    # refuses a second one. That is the run wanted: the next look finds it.
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            workflow,
+            arg,
+            id=workflow_id,
+            task_queue=task_queue,
+            # Listed among the owner's operations, found by the resource's correlation id.
+            search_attributes=search.start_attributes(
+                owner_tenant_id, f"k8s-{memo[MEMO_UID]}-{memo[MEMO_GENERATION]}"
+            ),
+            memo=memo,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=reuse,
+        )
 
 
 async def monitoring_paused(client: Client, tenant_id: str, within: float) -> bool | None:

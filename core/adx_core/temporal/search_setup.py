@@ -25,7 +25,11 @@ from temporalio.service import RPCError, RPCStatusCode
 VISIBLE_WITHIN = 30.0
 
 
-class SearchAttributeConflictError(Exception):
+class SearchAttributeSetupError(Exception):
+    pass
+
+
+class SearchAttributeConflictError(SearchAttributeSetupError):
     pass
 
 
@@ -83,10 +87,18 @@ async def ensure_search_attributes(
 async def _until_listed(
     client: Client, namespace: str, want: Mapping[str, IndexedValueType.ValueType]
 ) -> None:
-    async with asyncio.timeout(VISIBLE_WITHIN):
-        while True:
-            have = await existing(client, namespace)
-            refuse_conflicts(namespace, want, have)
-            if all(name in have for name in want):
-                return
-            await asyncio.sleep(0.5)
+    have: dict[str, IndexedValueType.ValueType] = {}
+    try:
+        async with asyncio.timeout(VISIBLE_WITHIN):
+            while True:
+                have = await existing(client, namespace)
+                refuse_conflicts(namespace, want, have)
+                if all(name in have for name in want):
+                    return
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        missing = sorted(name for name in want if name not in have)
+        raise SearchAttributeSetupError(
+            f"in namespace {namespace}: {', '.join(missing)} still not listed "
+            f"{VISIBLE_WITHIN:g} s after they were added"
+        ) from None

@@ -6,6 +6,7 @@ workflow turns a report with failures into its own failure.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -98,14 +99,18 @@ class DeploymentCheckActivities:
         """The default provider takes, returns and deletes a small object."""
         store = self._resources.storage
         key = f"{PROBE_PREFIX}/{self._service}/{uuid.uuid4()}"
-        step = "write"
+        step, stored = "write", False
         try:
             await store.put(key, _one(PROBE_BODY), content_type="text/plain")
-            step = "read"
+            step, stored = "read", True
             body = b"".join([chunk async for chunk in store.get(key)])
             step = "delete"
             await store.delete(key)
         except Exception as err:
+            if stored and step == "read":
+                # Probes must not pile up, one per failed rollout.
+                with contextlib.suppress(Exception):
+                    await store.delete(key)
             # Which step failed says more than the provider's error alone (a read-only
             # volume fails the write; a missing grant may fail only the delete).
             raise DeploymentCheckFailedError(
