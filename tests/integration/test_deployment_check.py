@@ -37,7 +37,7 @@ from adx_workers.resources import WorkerResources
 from adx_workers.tenants.worker import build_worker as build_tenants_worker
 from adx_workers.versioning import deployment_name
 from tests.chart.helpers import manifests, of_kind, render
-from tests.integration.test_worker_versioning import adx, build
+from tests.integration.test_worker_versioning import adx, start_builds
 from tests.replay.test_replay import HISTORIES, recording
 
 
@@ -174,11 +174,20 @@ async def test_the_chart_hook_refuses_a_build_that_cannot_reach_its_storage(
     async with AsyncExitStack() as stack:
         # build-a and build-c deployed as they should be; build-b with a storage root it
         # cannot write (a wrong volume, a wrong bucket, missing credentials).
-        for build_id in ("build-a", "build-b", "build-c"):
-            versioned = dataclasses.replace(resources, settings=build(settings, build_id))
-            if build_id == "build-b":
-                versioned = dataclasses.replace(versioned, stores=broken_storage)
-            await stack.enter_async_context(build_tenants_worker(temporal_client, versioned, queue))
+        await start_builds(
+            stack,
+            temporal_client,
+            settings,
+            resources,
+            lambda build_id, versioned: build_tenants_worker(
+                temporal_client,
+                dataclasses.replace(versioned, stores=broken_storage)
+                if build_id == "build-b"
+                else versioned,
+                queue,
+            ),
+            ("build-a", "build-b", "build-c"),
+        )
         first = await adx(settings, *promote_job_args("tenants", ["build-a"], "build-a"))
         assert first.exit_code == 0, first.output
         assert "gate workflow deployment_check_workflow succeeded" in first.output

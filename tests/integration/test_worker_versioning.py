@@ -85,10 +85,12 @@ async def start_builds(
     settings: Settings,
     resources: WorkerResources,
     worker_for: WorkerFor,
+    build_ids: tuple[str, ...] = ("build-a", "build-b"),
 ) -> None:
-    """Builds A and B of the tenants worker, side by side, their pollers registered."""
+    """Builds of the tenants worker (A and B by default), side by side, their pollers
+    registered."""
     name = deployment_name(settings, "tenants")
-    for build_id in ("build-a", "build-b"):
+    for build_id in build_ids:
         versioned = dataclasses.replace(resources, settings=build(settings, build_id))
         await stack.enter_async_context(worker_for(build_id, versioned))
         await deployments.wait_for_version(client, name, build_id, 30)
